@@ -1,0 +1,32 @@
+# Two commands do all the set-up: `make train` and `make test` each create
+# .venv when it is missing and install cnnlab with the pinned versions of
+# requirements.lock, then run.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install train test lock clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml requirements.lock
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[test]'
+	touch $@
+
+# The default experiment: LeNet-5 on the embedded digits. Extra Hydra overrides: make train ARGS="trainer.epochs=5".
+train: $(STAMP)
+	$(BIN)/cnnlab-train $(ARGS)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Re-resolve the pinned set after changing the dependencies in pyproject.toml.
+lock:
+	rm -rf /tmp/cnnlab-lock && $(PYTHON) -m venv /tmp/cnnlab-lock
+	/tmp/cnnlab-lock/bin/python -m pip install --quiet '.[test]'
+	/tmp/cnnlab-lock/bin/python -m pip freeze --exclude-editable | grep -v '^cnnlab' > requirements.lock
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,1 @@
+"""Hydra experiment presets (`experiment=<name>`), shipped as `cnnlab.conf.experiment`."""

@@ -1,0 +1,3 @@
+from cnnlab.cli.train import main
+
+main()

@@ -1,0 +1,123 @@
+"""End to end: `cnnlab-train` from the command line into a run directory."""
+
+import json
+import subprocess
+import sys
+import zipfile
+
+import jax
+import numpy as np
+import pytest
+import yaml
+
+from cnnlab import data, models, optim
+from cnnlab.train import checkpoint, loop, steps
+from cnnlab.train import state as train_state
+
+SUMMARY_KEYS = {
+    "test_top1", "test_top5", "test_loss", "best_val_top1", "best_epoch", "epochs_run",
+    "stopped_early", "steps", "wall_s", "params", "device_count",
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def one_epoch_run(cli, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("run")
+    proc = cli(f"hydra.run.dir={run_dir}", "trainer.epochs=1")
+    return run_dir, proc
+
+
+def test_run_directory_holds_every_file(one_epoch_run):
+    run_dir, proc = one_epoch_run
+    assert "test top-1:" in proc.stdout
+    assert (run_dir / ".hydra" / "config.yaml").exists()
+    config = yaml.safe_load((run_dir / ".hydra" / "config.yaml").read_text())
+    assert config["trainer"]["epochs"] == 1 and config["model"]["name"] == "lenet5"
+    assert (run_dir / "curves.png").stat().st_size > 10_000
+
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert set(summary) == SUMMARY_KEYS
+    assert summary["epochs_run"] == 1 and summary["steps"] == 1077 // 32
+    assert summary["params"] == 61_706 and summary["stopped_early"] is False
+
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["epoch"], r["split"]) for r in records] == [(1, "train"), (1, "val"), (1, "test")]
+    for r in records:
+        assert {"step", "epoch", "split", "loss", "top1", "top5", "lr", "wall_s"} <= set(r)
+    assert records[-1]["top1"] == summary["test_top1"]
+
+
+def test_checkpoint_restores_the_trained_model(one_epoch_run, digits_cfg):
+    """Restoring the last checkpoint and evaluating it gives the summary's test top-1."""
+    run_dir, _ = one_epoch_run
+    summary = json.loads((run_dir / "summary.json").read_text())
+    dataset = data.load(digits_cfg)
+    model = models.create("lenet5", num_classes=10, activation="relu", pooling="max")
+    tx = optim.create("adam", learning_rate=1e-3)
+    fresh = train_state.create(model, tx, (32, 32, 1), seed=123)
+
+    mngr = checkpoint.manager(run_dir / "checkpoints", keep_latest=2)
+    restored, progress = checkpoint.restore(mngr, mngr.latest_step(), fresh)
+    assert progress["epoch"] == 1 and int(restored.step) == summary["steps"]
+    batches = data.eval_batches(dataset.splits["test"], batch_size=256, normalization=dataset.normalization)
+    test = loop.evaluate_split(jax.jit(steps.make_eval_step(model, 10)), restored, batches)
+    assert test["top1"] == pytest.approx(summary["test_top1"], abs=1e-6)
+
+
+def test_rerun_resumes_and_matches_an_uninterrupted_run(cli, tmp_path):
+    """Stopping after epoch 1 and re-running to epoch 2 ends where a 2-epoch run ends."""
+    resumed, straight = tmp_path / "resumed", tmp_path / "straight"
+    cli(f"hydra.run.dir={resumed}", "trainer.epochs=1")
+    proc = cli(f"hydra.run.dir={resumed}", "trainer.epochs=2")
+    cli(f"hydra.run.dir={straight}", "trainer.epochs=2")
+    assert "resumed from" in proc.stdout
+
+    def without_wall(path):
+        return [{k: v for k, v in json.loads(line).items() if k not in ("wall_s", "images_per_s")}
+                for line in path.read_text().splitlines()]  # fmt: skip
+
+    assert without_wall(resumed / "metrics.jsonl") == without_wall(straight / "metrics.jsonl")
+
+
+def test_unknown_group_option_lists_the_options(cli, tmp_path):
+    proc = cli(f"hydra.run.dir={tmp_path}", "model=no_such_model", check=False)
+    assert proc.returncode != 0
+    assert "Could not find 'model/no_such_model'" in proc.stderr
+    assert "lenet5" in proc.stderr  # Hydra's list of available options
+
+
+def test_batch_larger_than_training_set_is_a_clear_error(cli, tmp_path):
+    proc = cli(f"hydra.run.dir={tmp_path}", "trainer.batch_size=5000", check=False)
+    assert proc.returncode != 0
+    assert "trainer.batch_size=5000 is larger than the training set (1077 examples)" in proc.stderr
+
+
+@pytest.mark.slow
+def test_default_experiment_reaches_95_percent(cli, tmp_path):
+    cli(f"hydra.run.dir={tmp_path}")
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["epochs_run"] == 15
+    assert summary["test_top1"] >= 0.95
+
+
+@pytest.mark.slow
+def test_wheel_ships_the_configs(tmp_path):
+    """`pip install .` (not editable) gives a cnnlab-train that finds its configs."""
+    from tests.conftest import REPO
+
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", tmp_path, REPO], check=True)
+    (wheel,) = tmp_path.glob("cnnlab-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert {"cnnlab/conf/config.yaml", "cnnlab/conf/model/lenet5.yaml", "cnnlab/conf/data/digits.yaml"} <= set(names)
+
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", target, wheel], check=True)
+    # The installed copy comes first on the path, ahead of the editable checkout.
+    proc = subprocess.run(
+        [sys.executable, "-c", "import cnnlab, sys; print(cnnlab.__file__); sys.argv[1:] = ['--cfg', 'job'];"
+         "from cnnlab.cli.train import main; main()"],
+        env={"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"}, capture_output=True, text=True, cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert str(target) in proc.stdout.splitlines()[0]
+    assert "name: lenet5" in proc.stdout and "epochs: 15" in proc.stdout
