@@ -8,11 +8,6 @@ from cnnlab import data
 from cnnlab.data import normalize, splits
 
 
-@pytest.fixture(scope="module")
-def digits(digits_cfg):
-    return data.load(digits_cfg)
-
-
 def test_all_1797_images_are_split_60_20_20(digits):
     sizes = {name: len(split) for name, split in digits.splits.items()}
     assert sizes == {"train": 1077, "val": 360, "test": 360}

@@ -14,7 +14,8 @@ from PIL import Image
 class Digits(tfds.core.GeneratorBasedBuilder):
     """scikit-learn's handwritten digits, one `train` split of all 1,797 images."""
 
-    VERSION = tfds.core.Version("1.0.0")
+    VERSION = tfds.core.Version("1.1.0")
+    RELEASE_NOTES = {"1.1.0": "images stored as bytes (faster to write and read)"}
     BUILDER_CONFIGS = [tfds.core.BuilderConfig(name="32px", description="32x32x1, the default")]
 
     def __init__(self, *, image_size: int | None = None, config: str | None = None, **kwargs):
@@ -36,7 +37,7 @@ class Digits(tfds.core.GeneratorBasedBuilder):
             description=__doc__,
             features=tfds.features.FeaturesDict(
                 {
-                    "image": tfds.features.Tensor(shape=(n, n, 1), dtype=np.uint8),
+                    "image": tfds.features.Tensor(shape=(n, n, 1), dtype=np.uint8, encoding="bytes"),
                     "label": tfds.features.ClassLabel(num_classes=10),
                 }
             ),
