@@ -38,3 +38,19 @@ def cli(data_dir):
         return proc
 
     return run
+
+
+@pytest.fixture(scope="session")
+def compose(data_dir):
+    """The resolved config of `cnnlab-train <overrides>`, as the plain dicts the trainer takes."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_module
+    from omegaconf import OmegaConf
+
+    def make(*overrides: str) -> dict:
+        with initialize_config_module("cnnlab.conf", version_base=None):
+            cfg = hydra_compose("config", overrides=[f"data.data_dir={data_dir}", "logger.progress_bar=false",
+                                                     *overrides])  # fmt: skip
+        return OmegaConf.to_container(cfg, resolve=True)
+
+    return make

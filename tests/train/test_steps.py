@@ -39,14 +39,15 @@ def test_train_steps_lower_the_loss_on_a_fixed_batch(lenet_state):
     model, tx, state = lenet_state
     rng = np.random.default_rng(0)
     batch = {"image": rng.normal(size=(16, 32, 32, 1)).astype(np.float32), "label": rng.integers(0, 10, 16)}
-    train_step = jax.jit(steps.make_train_step(model, tx, 10))
+    train_step = jax.jit(steps.make_train_step(model, tx, num_classes=10, learning_rate=lambda s, o: 1e-3))
     losses = []
     for _ in range(20):
         state, metrics = train_step(state, batch)
         losses.append(float(metrics["loss"]))
     assert int(state.step) == 20
     assert losses[-1] < 0.5 * losses[0]
-    assert set(metrics) == {"loss", "top1", "top5"}
+    assert set(metrics) == {"step", "loss", "top1", "top5", "lr", "grad_norm", "param_norm", "update_norm"}
+    assert float(metrics["grad_norm"]) > 0 and float(metrics["update_norm"]) > 0
 
 
 def test_eval_step_ignores_padding(lenet_state):
@@ -54,7 +55,7 @@ def test_eval_step_ignores_padding(lenet_state):
     rng = np.random.default_rng(1)
     image = rng.normal(size=(8, 32, 32, 1)).astype(np.float32)
     label = rng.integers(0, 10, 8).astype(np.int32)
-    eval_step = jax.jit(steps.make_eval_step(model, 10))
+    eval_step = jax.jit(steps.make_eval_step(model, num_classes=10))
     real = eval_step(state, {"image": image[:5], "label": label[:5], "mask": np.ones(5, bool)})
     padded = eval_step(state, {"image": image, "label": label, "mask": np.arange(8) < 5})
     assert int(padded["count"]) == 5

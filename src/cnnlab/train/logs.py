@@ -1,11 +1,17 @@
-"""metrics.jsonl: one JSON object a line, appended as the run goes."""
+"""What a run shows and keeps: progress bar, metrics.jsonl, TensorBoard events."""
 
 import json
 from pathlib import Path
 
+from tqdm import tqdm
+
+
+def progress_bar(total: int, *, initial: int, epoch: int, enabled: bool) -> tqdm:
+    return tqdm(total=total, initial=initial, desc=f"epoch {epoch + 1}", unit="step", disable=not enabled)
+
 
 class MetricsLog:
-    """Appends records to `path`; on resume, drops lines written after the checkpoint.
+    """Appends records to metrics.jsonl; on resume, drops lines written after the checkpoint.
 
     A run killed between a checkpoint and the next one wrote lines for steps
     it will replay, and a finished run wrote a final test line; dropping them
@@ -26,3 +32,29 @@ def read(path: Path) -> list[dict]:
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+class TensorBoard:
+    """TensorBoard event files, written by tensorboardX (no TensorFlow)."""
+
+    def __init__(self, directory: Path):
+        from tensorboardX import SummaryWriter
+
+        self.writer = SummaryWriter(str(directory))
+
+    def scalars(self, split: str, record: dict) -> None:
+        for key, value in record.items():
+            if key not in ("step", "epoch", "split") and isinstance(value, (int, float)):
+                self.writer.add_scalar(f"{split}/{key}", value, record["step"])
+
+    def learning_rates(self, schedule, start: int, stop: int) -> None:
+        """The scheduled learning rate at each step of [start, stop) where it changes."""
+        previous = None
+        for step in range(start, stop):
+            lr = float(schedule(step))
+            if lr != previous:
+                self.writer.add_scalar("train/lr_schedule", lr, step)
+                previous = lr
+
+    def close(self) -> None:
+        self.writer.close()

@@ -20,18 +20,33 @@ class TrainState:
     rng: jax.Array  # (2,) uint32 base key; step keys are fold_in(rng, step)
 
 
+def init_fn(model: nn.Module, tx: optax.GradientTransformation, input_shape: tuple[int, ...], seed: int):
+    """A function of no arguments that builds the initial state from `seed`.
+
+    The parallel strategy traces it with `jax.eval_shape` and then runs it
+    under `jit` with the state's shardings.
+    """
+
+    def init() -> TrainState:
+        init_rng, dropout_rng = jax.random.split(jax.random.PRNGKey(seed))
+        variables = model.init(
+            {"params": init_rng, "dropout": dropout_rng}, jnp.zeros((1, *input_shape)), train=False
+        )
+        params = variables["params"]
+        return TrainState(
+            step=jnp.zeros((), jnp.int32),
+            params=params,
+            batch_stats=variables.get("batch_stats", {}),
+            opt_state=tx.init(params),
+            rng=dropout_rng,
+        )
+
+    return init
+
+
 def create(model: nn.Module, tx: optax.GradientTransformation, input_shape: tuple[int, ...], seed: int) -> TrainState:
-    """Initialize parameters from `seed` for inputs of shape (H, W, C)."""
-    init_rng, dropout_rng = jax.random.split(jax.random.PRNGKey(seed))
-    variables = model.init({"params": init_rng, "dropout": dropout_rng}, jnp.zeros((1, *input_shape)), train=False)
-    params = variables["params"]
-    return TrainState(
-        step=jnp.zeros((), jnp.int32),
-        params=params,
-        batch_stats=variables.get("batch_stats", {}),
-        opt_state=tx.init(params),
-        rng=dropout_rng,
-    )
+    """The initial state on the default device."""
+    return jax.jit(init_fn(model, tx, input_shape, seed))()
 
 
 def count_params(params: Any) -> int:

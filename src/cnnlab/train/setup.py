@@ -1,0 +1,121 @@
+"""Everything a run builds once from its config, before the first step.
+
+`build(cfg, par)` loads the data, creates the model and the optimizer,
+checks what can be checked before compiling, and compiles the steps for the
+parallel strategy `par`. The loop then only iterates.
+"""
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from cnnlab import data, models, optim
+from cnnlab.train import steps
+from cnnlab.train import state as train_state
+from cnnlab.train.metrics import RunningMeans
+
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    dataset: data.Dataset
+    model: nn.Module
+    learning_rate: Callable[[int], float]  # the scheduled rate of the update at a step
+    init_state: Callable[[], train_state.TrainState]
+    train_step: Callable  # compiled: (state, batch) -> (state, metrics)
+    multi_step: Callable  # compiled: steps_per_call steps over (K, B, ...) batches
+    eval_step: Callable  # compiled: (state, padded batch) -> sums
+    running: RunningMeans
+    host_batch_size: int  # this host's share of trainer.batch_size
+    host_eval_batch_size: int
+    param_count: int
+
+    def check_labels(self, batch: Mapping[str, np.ndarray], split: str, step: int | None) -> None:
+        """Labels outside [0, num_classes) would index garbage logits: refuse them by name."""
+        labels = batch["label"][batch["mask"]] if "mask" in batch else batch["label"]
+        bad = labels[(labels < 0) | (labels >= self.dataset.num_classes)]
+        if bad.size:
+            where = f" at step {step}" if step is not None else ""
+            raise ValueError(
+                f"label {int(bad[0])} in the {split} data{where} is outside [0, {self.dataset.num_classes}): "
+                f"the data set declares {self.dataset.num_classes} classes"
+            )
+
+
+def build(cfg: Mapping[str, Any], par) -> Job:
+    trainer = cfg["trainer"]
+    dataset = data.load(cfg["data"])
+    hosts = jax.process_count()
+    host_batch_size = trainer["batch_size"] // hosts
+    train_size = len(dataset.splits["train"])
+    steps_per_epoch = (train_size // hosts) // host_batch_size
+    if steps_per_epoch == 0:
+        raise ValueError(
+            f"trainer.batch_size={trainer['batch_size']} is larger than the training set ({train_size} examples)"
+        )
+    if trainer["steps_per_call"] < 1:
+        raise ValueError(f"trainer.steps_per_call must be >= 1, got {trainer['steps_per_call']}")
+    if trainer["dtype"] not in DTYPES:
+        raise ValueError(f"trainer.dtype must be one of {', '.join(DTYPES)}, got {trainer['dtype']!r}")
+
+    model_options = dict(cfg["model"])
+    model_name, input_shape = model_options.pop("name"), model_options.pop("input_shape")
+    # bf16 compute, fp32 params and optimizer state: the params' dtype stays the default.
+    model = models.create(model_name, num_classes=dataset.num_classes, dtype=DTYPES[trainer["dtype"]], **model_options)
+    input_shape = tuple(input_shape or dataset.image_shape)
+
+    l1, l2 = cfg.get("l1", 0.0), cfg.get("l2", 0.0)
+    tx, schedule = optim.build(cfg["optimizer"], cfg.get("schedule"), l1=l1, l2=l2, steps_per_epoch=steps_per_epoch)
+    if trainer["skip_nonfinite"]:
+        tx = optax.apply_if_finite(tx, max_consecutive_errors=np.iinfo(np.int32).max)
+
+    train_step = steps.make_train_step(
+        model,
+        tx,
+        num_classes=dataset.num_classes,
+        learning_rate=lambda step, opt_state: schedule(step) * optim.schedules.plateau_scale(opt_state),
+        label_smoothing=trainer["label_smoothing"],
+        aux_loss_weight=trainer["aux_loss_weight"],
+        penalty=optim.penalty(l1, l2) if (l1 or l2) else None,
+        augment=data.augment.build(cfg.get("augment")),
+        axis_name=par.axis_name,
+    )
+    init = train_state.init_fn(model, tx, input_shape, cfg["seed"])
+    abstract_state = jax.eval_shape(init)
+    return Job(
+        dataset=dataset,
+        model=model,
+        learning_rate=schedule,
+        init_state=init,
+        train_step=par.compile_train(train_step),
+        multi_step=par.compile_train(steps.make_multi_step(train_step)),
+        eval_step=par.compile_eval(
+            steps.make_eval_step(model, num_classes=dataset.num_classes, axis_name=par.axis_name,
+                                 transform=data.augment.build_eval(cfg.get("augment")))  # fmt: skip
+        ),
+        running=RunningMeans(metric_names(train_step, abstract_state, input_shape, par.axis_name),
+                             skip_nonfinite=trainer["skip_nonfinite"]),  # fmt: skip
+        host_batch_size=host_batch_size,
+        host_eval_batch_size=trainer["eval_batch_size"] // hosts,
+        param_count=train_state.count_params(abstract_state.params),
+    )
+
+
+def metric_names(train_step, abstract_state, input_shape, axis_name: str | None) -> list[str]:
+    """The metrics the step reports and the epoch averages (not `step`, not `lr`)."""
+    batch = {
+        "image": jax.ShapeDtypeStruct((2, *input_shape), jnp.float32),
+        "label": jax.ShapeDtypeStruct((2,), jnp.int32),
+    }
+    if axis_name is not None:  # trace pmap's collectives under a vmap of one device
+        train_step = jax.vmap(train_step, axis_name=axis_name, in_axes=(None, 0))
+        batch = jax.tree.map(lambda x: jax.ShapeDtypeStruct((1, *x.shape), x.dtype), batch)
+    _, metrics = jax.eval_shape(train_step, abstract_state, batch)
+    return [k for k in metrics if k not in ("step", "lr")]

@@ -1,0 +1,107 @@
+"""The training engine in-process: steps_per_call, early stopping, faults, bf16."""
+
+import dataclasses
+import json
+
+import jax
+import numpy as np
+import optax
+import pytest
+
+from cnnlab import data, models, optim
+from cnnlab.train import checkpoint, loop, parallel, steps
+from cnnlab.train import state as train_state
+
+
+def test_steps_per_call_equals_single_steps():
+    model = models.create("lenet5", num_classes=10, activation="relu", pooling="max")
+    tx = optax.adam(1e-3)
+    step = steps.make_train_step(model, tx, num_classes=10, learning_rate=lambda s, o: 1e-3)
+    rng = np.random.default_rng(0)
+    batches = {"image": rng.normal(size=(4, 8, 32, 32, 1)).astype(np.float32),
+               "label": rng.integers(0, 10, (4, 8)).astype(np.int32)}  # fmt: skip
+    start = train_state.create(model, tx, (32, 32, 1), seed=0)
+
+    single, train_step = start, jax.jit(step)
+    for i in range(4):
+        single, _ = train_step(single, {k: v[i] for k, v in batches.items()})
+    scanned, metrics = jax.jit(steps.make_multi_step(step))(start, batches)
+    assert metrics["loss"].shape == (4,) and int(scanned.step) == 4
+    for a, b in zip(jax.tree.leaves(single.params), jax.tree.leaves(scanned.params)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_steps_per_call_runs_end_to_end(compose, tmp_path):
+    summary = loop.run(compose("trainer.epochs=1", "trainer.steps_per_call=4"), tmp_path)
+    assert summary["steps"] == 1077 // 32  # 8 calls of 4 steps, then the tail one at a time
+
+
+def test_early_stopping_restores_the_best_epoch(compose, tmp_path):
+    # No epoch after the first improves val loss by 10, so the run stops after patience=1.
+    cfg = compose("trainer.epochs=6", "trainer.early_stopping.monitor=val_loss", "trainer.early_stopping.patience=1",
+                  "trainer.early_stopping.min_delta=10")  # fmt: skip
+    summary = loop.run(cfg, tmp_path)
+    assert summary["stopped_early"] is True
+    assert (summary["best_epoch"], summary["epochs_run"]) == (1, 2)
+
+    # The test evaluation used epoch 1's checkpoint, not the last weights.
+    dataset = data.load(cfg["data"])
+    model = models.create("lenet5", num_classes=10, activation="relu", pooling="max")
+    tx, _ = optim.build(cfg["optimizer"], cfg["schedule"])
+    like = train_state.create(model, tx, (32, 32, 1), seed=0)
+    mngr = checkpoint.manager(tmp_path / "checkpoints", keep_latest=2)
+    assert mngr.best_step() == 1077 // 32
+    eval_step = jax.jit(steps.make_eval_step(model, num_classes=10))
+    par = parallel.create("jit")
+    job = dataclasses.make_dataclass("J", ["dataset", "host_eval_batch_size", "eval_step", "check_labels"])(
+        dataset, 256, eval_step, lambda *a: None)
+    tops = {}
+    for step in (1077 // 32, 2 * (1077 // 32)):
+        restored, _ = checkpoint.restore(mngr, step, like)
+        tops[step] = loop.evaluate(job, par, restored, "test")["top1"]
+    assert summary["test_top1"] == pytest.approx(tops[1077 // 32], abs=1e-9)
+    assert tops[1077 // 32] != tops[2 * (1077 // 32)]
+
+
+def poison_batch(monkeypatch, index: int):
+    """Make training batch `index` of epoch 0 NaN."""
+    original = data.train_batches
+
+    def poisoned(*args, **kwargs):
+        batches = original(*args, **kwargs)
+        if kwargs["epoch"] != 0:
+            return batches
+        return batches.map_with_index(lambda i, b: {**b, "image": b["image"] * np.nan} if i == index else b)
+
+    monkeypatch.setattr(data, "train_batches", poisoned)
+
+
+def test_nonfinite_loss_stops_the_run_naming_the_step(compose, tmp_path, monkeypatch):
+    poison_batch(monkeypatch, 5)
+    with pytest.raises(FloatingPointError, match="non-finite loss at step 5 "):
+        loop.run(compose("trainer.epochs=1"), tmp_path)
+    assert not (tmp_path / "checkpoints").exists() or not list((tmp_path / "checkpoints").glob("[0-9]*"))
+
+
+def test_skip_nonfinite_skips_the_update_and_counts_it(compose, tmp_path, monkeypatch):
+    poison_batch(monkeypatch, 5)
+    summary = loop.run(compose("trainer.epochs=1", "trainer.skip_nonfinite=true"), tmp_path)
+    train = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()][0]
+    assert train["skipped_steps"] == 1 and np.isfinite(train["loss"])
+    assert summary["test_top1"] > 0.5  # the poisoned update did not wreck the weights
+
+
+def test_label_out_of_range_is_refused_before_the_first_step(compose, tmp_path, monkeypatch):
+    original = data.load
+    monkeypatch.setattr(data, "load", lambda cfg: dataclasses.replace(original(cfg), num_classes=5))
+    with pytest.raises(ValueError, match=r"label \d in the train data at step 0 is outside \[0, 5\)"):
+        loop.run(compose("trainer.epochs=1"), tmp_path)
+    assert not (tmp_path / "metrics.jsonl").read_text()
+
+
+@pytest.mark.slow
+def test_bf16_training_is_within_a_point_of_fp32(compose, tmp_path):
+    fp32 = loop.run(compose(), tmp_path / "fp32")
+    bf16 = loop.run(compose("trainer.dtype=bfloat16"), tmp_path / "bf16")
+    assert fp32["test_top1"] >= 0.95
+    assert bf16["test_top1"] >= fp32["test_top1"] - 0.01

@@ -1,0 +1,54 @@
+"""One device against many: simulated CPU devices and two processes, in subprocesses."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tests.conftest import REPO
+
+
+def run_script(*args: str, devices: int, timeout: float = 300) -> subprocess.Popen:
+    env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
+    return subprocess.Popen([sys.executable, "-m", "tests.train.multidevice", *args], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+
+
+def result(proc: subprocess.Popen) -> dict:
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    return json.loads(out.strip().splitlines()[-1])  # gloo prints its own lines before ours
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+def test_one_device_equals_eight_for_jit_and_pmap():
+    """Three steps of a BatchNorm net on 1 device and on 8: same params, statistics and loss."""
+    out = result(run_script("one-vs-many", devices=8))
+    assert out["devices"] == 8
+    for kind in ("jit", "pmap"):
+        assert out[kind]["params"] < 1e-5, kind
+        assert out[kind]["batch_stats"] < 1e-5, kind
+        assert out[kind]["loss"] < 1e-5, kind
+    assert out["indivisible_error"] == "trainer.batch_size=12 does not divide over 8 devices (1 hosts): use a multiple of 8"
+
+
+def test_two_processes_match_one():
+    """2 processes x 2 devices (jax.distributed, gloo) equal 1 process x 4 devices after 3 steps."""
+    port = free_port()
+    procs = [run_script("multiprocess", str(i), "2", str(port), devices=2) for i in range(2)]
+    single = result(run_script("multiprocess", "0", "1", str(free_port()), devices=4))
+    first, second = (result(p) for p in procs)
+    assert (first["devices"], first["processes"]) == (4, 2) and (single["devices"], single["processes"]) == (4, 1)
+    assert first["loss"] == second["loss"]
+    np.testing.assert_allclose(first["loss"], single["loss"], rtol=1e-6)
+    for a, b in zip(first["params"], single["params"]):
+        np.testing.assert_allclose(np.array(a), np.array(b), atol=1e-6)

@@ -1,0 +1,74 @@
+"""Resuming from checkpoints, through the command line as a user would."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import orbax.checkpoint as ocp
+
+from tests.conftest import REPO
+
+STEPS_PER_EPOCH = 1077 // 32
+
+
+def final_params(run_dir) -> list[np.ndarray]:
+    """The params of the newest checkpoint, read as saved (no model needed)."""
+    steps = sorted(int(p.name) for p in (run_dir / "checkpoints").iterdir() if p.name.isdigit())
+    tree = ocp.StandardCheckpointer().restore(run_dir / "checkpoints" / str(steps[-1]) / "state")
+    return [np.asarray(x) for x in jax_leaves(tree["params"])]
+
+
+def jax_leaves(tree):
+    import jax
+
+    return jax.tree.leaves(tree)
+
+
+def last_metrics(run_dir) -> dict:
+    record = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[-1])
+    return {k: v for k, v in record.items() if k not in ("wall_s", "images_per_s")}
+
+
+def test_sigkill_then_resume_ends_bitwise_where_an_uninterrupted_run_ends(cli, data_dir, tmp_path):
+    args = ["trainer.epochs=3", "checkpoint.every_steps=20"]  # mid-epoch checkpoints carry the iterator state
+    killed, straight = tmp_path / "killed", tmp_path / "straight"
+    cli(f"hydra.run.dir={straight}", *args)
+
+    env = {**os.environ, "TFDS_DATA_DIR": str(data_dir)}
+    proc = subprocess.Popen([sys.executable, "-m", "cnnlab.train", "logger.progress_bar=false",
+                             f"hydra.run.dir={killed}", *args], cwd=REPO, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.time() + 300
+    while not any(p.name.isdigit() for p in (killed / "checkpoints").glob("*")) and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    saved = sorted(int(p.name) for p in (killed / "checkpoints").glob("*") if p.name.isdigit())
+    assert saved and saved[-1] < 3 * STEPS_PER_EPOCH, "the run was killed before it finished"
+
+    resumed = cli(f"hydra.run.dir={killed}", *args)
+    assert "resumed from" in resumed.stdout
+    assert last_metrics(killed) == last_metrics(straight)
+    for a, b in zip(final_params(killed), final_params(straight)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_corrupt_latest_checkpoint_falls_back_to_the_previous_one(cli, tmp_path):
+    run_dir, straight = tmp_path / "run", tmp_path / "straight"
+    cli(f"hydra.run.dir={run_dir}", "trainer.epochs=2")
+    latest = run_dir / "checkpoints" / str(2 * STEPS_PER_EPOCH)
+    biggest = max((p for p in latest.rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+    biggest.write_bytes(biggest.read_bytes()[: biggest.stat().st_size // 2])
+
+    proc = cli(f"hydra.run.dir={run_dir}", "trainer.epochs=3")
+    log = proc.stdout + proc.stderr
+    assert f"checkpoint at step {2 * STEPS_PER_EPOCH}" in log and "unreadable" in log
+    assert f"resumed from {run_dir / 'checkpoints'} at step {STEPS_PER_EPOCH}" in log, log[-3000:]
+    assert list((run_dir / "checkpoints").glob(f"{2 * STEPS_PER_EPOCH}.corrupt-*")), "the bad one is kept aside"
+
+    cli(f"hydra.run.dir={straight}", "trainer.epochs=3")
+    assert last_metrics(run_dir) == last_metrics(straight)
