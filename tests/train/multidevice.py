@@ -15,7 +15,8 @@ import numpy as np
 import optax
 from jax.sharding import Mesh
 
-from cnnlab.train import parallel, steps
+from cnnlab import models
+from cnnlab.train import parallel, setup, steps
 from cnnlab.train import state as train_state
 
 
@@ -59,15 +60,17 @@ def max_difference(a, b) -> float:
 def one_vs_many() -> dict:
     out = {"devices": jax.device_count()}
     single = parallel.Jit(Mesh(np.array(jax.devices()[:1]), ("data",)))
-    reference = run_steps(single, SmallBNNet())
-    for kind in ("jit", "pmap"):
-        par = parallel.create(kind)
-        result = run_steps(par, SmallBNNet(bn_axis_name=par.axis_name))  # pmap: BN syncs over devices
-        out[kind] = {
-            "params": max_difference(reference["params"], result["params"]),
-            "batch_stats": max_difference(reference["batch_stats"], result["batch_stats"]),
-            "loss": abs(reference["loss"] - result["loss"]),
-        }
+    for name, model in (("bn_net", SmallBNNet()), ("resnet18", models.create("resnet18", num_classes=10,
+                                                                           cifar_stem=True, num_filters=4))):
+        reference = run_steps(single, model)
+        for kind in ("jit", "pmap"):
+            par = parallel.create(kind)
+            result = run_steps(par, setup.sync_batch_norm(model, par.axis_name))  # as the trainer builds it
+            out[f"{name}/{kind}"] = {
+                "params": max_difference(reference["params"], result["params"]),
+                "batch_stats": max_difference(reference["batch_stats"], result["batch_stats"]),
+                "loss": abs(reference["loss"] - result["loss"]),
+            }
     try:
         parallel.check_batch_size("trainer.batch_size", 12)
     except ValueError as error:

@@ -31,13 +31,14 @@ def free_port() -> int:
 
 
 def test_one_device_equals_eight_for_jit_and_pmap():
-    """Three steps of a BatchNorm net on 1 device and on 8: same params, statistics and loss."""
+    """Three steps on 1 device and on 8: same params, BatchNorm statistics and loss,
+    for a small BN net and the zoo's ResNet-18 (CIFAR stem, narrow)."""
     out = result(run_script("one-vs-many", devices=8))
     assert out["devices"] == 8
-    for kind in ("jit", "pmap"):
-        assert out[kind]["params"] < 1e-5, kind
-        assert out[kind]["batch_stats"] < 1e-5, kind
-        assert out[kind]["loss"] < 1e-5, kind
+    for case in ("bn_net/jit", "bn_net/pmap", "resnet18/jit", "resnet18/pmap"):
+        assert out[case]["params"] < 1e-5, case
+        assert out[case]["batch_stats"] < 1e-5, case
+        assert out[case]["loss"] < 1e-5, case
     assert out["indivisible_error"] == "trainer.batch_size=12 does not divide over 8 devices (1 hosts): use a multiple of 8"
 
 

@@ -51,6 +51,7 @@ class ConvBlock(nn.Module):
     strict: bool = False
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
+    bn_axis_name: str | None = None  # pmap's axis: sync BatchNorm over devices
 
     @nn.compact
     def __call__(self, x, train: bool = False):
@@ -59,7 +60,7 @@ class ConvBlock(nn.Module):
             self.features, k, self.strides, self.padding, use_bias=not self.batch_norm, name="conv"
         )(x)
         if self.batch_norm:
-            x = layers.batch_norm(train, self.dtype, self.param_dtype, epsilon=1e-3)(name="bn")(x)
+            x = layers.batch_norm(train, self.dtype, self.param_dtype, self.bn_axis_name, epsilon=1e-3)(name="bn")(x)
         return nn.relu(x)
 
 
@@ -115,6 +116,7 @@ class GoogLeNet(nn.Module):
     strict: bool = False
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
+    bn_axis_name: str | None = None  # pmap's axis: sync BatchNorm over devices
 
     @nn.compact
     def __call__(self, x, train: bool = False):
@@ -151,5 +153,6 @@ class GoogLeNet(nn.Module):
 def _block_factory(model: GoogLeNet) -> partial:
     """ConvBlock carrying the model's batch_norm, strict flag and dtypes."""
     return partial(
-        ConvBlock, batch_norm=model.batch_norm, strict=model.strict, dtype=model.dtype, param_dtype=model.param_dtype
+        ConvBlock, batch_norm=model.batch_norm, strict=model.strict, dtype=model.dtype, param_dtype=model.param_dtype,
+        bn_axis_name=model.bn_axis_name,
     )

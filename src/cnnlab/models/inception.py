@@ -29,12 +29,15 @@ class ConvBN(nn.Module):
     strict: bool = False
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
+    bn_axis_name: str | None = None  # pmap's axis: sync BatchNorm over devices
 
     @nn.compact
     def __call__(self, x, train: bool = False):
         conv = layers.conv_factory(self, use_bias=False)
         x = conv(self.features, tuple(self.kernel), self.strides, self.padding, name="conv")(x)
-        norm = layers.batch_norm(train, self.dtype, self.param_dtype, momentum=0.99, epsilon=1e-3, use_scale=False)
+        norm = layers.batch_norm(
+            train, self.dtype, self.param_dtype, self.bn_axis_name, momentum=0.99, epsilon=1e-3, use_scale=False
+        )
         return nn.relu(norm(name="bn")(x))
 
 
@@ -155,10 +158,12 @@ class InceptionV3(nn.Module):
     strict: bool = False
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
+    bn_axis_name: str | None = None  # pmap's axis: sync BatchNorm over devices
 
     @nn.compact
     def __call__(self, x, train: bool = False):
-        conv = partial(ConvBN, strict=self.strict, dtype=self.dtype, param_dtype=self.param_dtype)
+        conv = partial(ConvBN, strict=self.strict, dtype=self.dtype, param_dtype=self.param_dtype,
+                       bn_axis_name=self.bn_axis_name)  # fmt: skip
         pool = lambda name: layers.MaxPool((3, 3), (2, 2), strict=self.strict, name=name)  # noqa: E731
         x = conv(32, (3, 3), 2, "VALID", name="conv1")(x, train)  # (B, 149, 149, 32)
         x = conv(32, (3, 3), 1, "VALID", name="conv2")(x, train)  # (B, 147, 147, 32)

@@ -259,11 +259,16 @@ class DropPath(nn.Module):
         return jnp.where(mask, x / keep, jnp.zeros_like(x))
 
 
-def batch_norm(train: bool, dtype: Any, param_dtype: Any, **overrides: Any) -> partial:
+def batch_norm(train: bool, dtype: Any, param_dtype: Any, axis_name: str | None = None, **overrides: Any) -> partial:
     """`nn.BatchNorm` factory: batch statistics only when training, running averages
     in eval; momentum 0.9 and epsilon 1e-5 (PyTorch's momentum 0.1 in Flax's
-    convention) unless a source layout overrides them (Keras: 0.99 and 1e-3)."""
-    options = dict(use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=dtype, param_dtype=param_dtype)
+    convention) unless a source layout overrides them (Keras: 0.99 and 1e-3).
+
+    `axis_name` (the models' `bn_axis_name`): under `pmap`, the batch statistics
+    are averaged over that axis, so every device normalizes with the global
+    batch's mean and variance, as one device would (sync BatchNorm)."""
+    options = dict(use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=dtype, param_dtype=param_dtype,
+                   axis_name=axis_name)  # fmt: skip
     return partial(nn.BatchNorm, **{**options, **overrides})
 
 

@@ -30,11 +30,12 @@ class MobileNetV1(nn.Module):
     strict: bool = False
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
+    bn_axis_name: str | None = None  # pmap's axis: sync BatchNorm over devices
 
     @nn.compact
     def __call__(self, x, train: bool = False):
         conv = layers.conv_factory(self, use_bias=False)
-        norm = layers.batch_norm(train, self.dtype, self.param_dtype, momentum=0.99, epsilon=1e-3)
+        norm = layers.batch_norm(train, self.dtype, self.param_dtype, self.bn_axis_name, momentum=0.99, epsilon=1e-3)
         relu6 = lambda y: jnp.minimum(nn.relu(y), 6.0)  # noqa: E731
         x = conv(int(32 * self.alpha), (3, 3), 2, "SAME", name="conv1")(x)  # (B, 112, 112, 32)
         x = relu6(norm(name="conv1_bn")(x))

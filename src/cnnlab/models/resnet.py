@@ -91,12 +91,13 @@ class ResNet(nn.Module):
     strict: bool = False
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
+    bn_axis_name: str | None = None  # pmap's axis: sync BatchNorm over devices
 
     @nn.compact
     def __call__(self, x, train: bool = False):
         conv = layers.conv_factory(self, use_bias=self.conv_bias)
         norm = layers.batch_norm(
-            train, self.dtype, self.param_dtype, momentum=self.bn_momentum, epsilon=self.bn_epsilon
+            train, self.dtype, self.param_dtype, self.bn_axis_name, momentum=self.bn_momentum, epsilon=self.bn_epsilon
         )
         if self.cifar_stem:
             x = conv(self.num_filters, (3, 3), 1, 1, name="conv1")(x)  # (B, 32, 32, 64) at 32 px

@@ -42,13 +42,14 @@ class VGG(nn.Module):
     strict: bool = False
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
+    bn_axis_name: str | None = None  # pmap's axis: sync BatchNorm over devices
 
     @nn.compact
     def __call__(self, x, train: bool = False):
         if self.config not in CONFIGS:
             raise ValueError(f"unknown VGG config {self.config!r}; known: {', '.join(CONFIGS)}")
         conv = layers.conv_factory(self)
-        norm = layers.batch_norm(train, self.dtype, self.param_dtype)
+        norm = layers.batch_norm(train, self.dtype, self.param_dtype, self.bn_axis_name)
         for stage, specs in enumerate(CONFIGS[self.config], start=1):
             x = self._stage(x, stage, specs, conv, norm)
             x = layers.MaxPool((2, 2), strict=self.strict, name=f"block{stage}_pool")(x)  # spatial / 2

@@ -41,10 +41,11 @@ class Xception(nn.Module):
     strict: bool = False
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
+    bn_axis_name: str | None = None  # pmap's axis: sync BatchNorm over devices
 
     def _factories(self, train: bool):
         conv = layers.conv_factory(self, use_bias=False)
-        norm = layers.batch_norm(train, self.dtype, self.param_dtype, momentum=0.99, epsilon=1e-3)
+        norm = layers.batch_norm(train, self.dtype, self.param_dtype, self.bn_axis_name, momentum=0.99, epsilon=1e-3)
         sep = lambda features, name: SeparableConv(  # noqa: E731
             features, self.strict, self.dtype, self.param_dtype, name=name
         )

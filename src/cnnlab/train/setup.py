@@ -69,6 +69,7 @@ def build(cfg: Mapping[str, Any], par) -> Job:
     model_name, input_shape = model_options.pop("name"), model_options.pop("input_shape")
     # bf16 compute, fp32 params and optimizer state: the params' dtype stays the default.
     model = models.create(model_name, num_classes=dataset.num_classes, dtype=DTYPES[trainer["dtype"]], **model_options)
+    model = sync_batch_norm(model, par.axis_name)
     input_shape = tuple(input_shape or dataset.image_shape)
 
     l1, l2 = cfg.get("l1", 0.0), cfg.get("l2", 0.0)
@@ -106,6 +107,13 @@ def build(cfg: Mapping[str, Any], par) -> Job:
         host_eval_batch_size=trainer["eval_batch_size"] // hosts,
         param_count=train_state.count_params(abstract_state.params),
     )
+
+
+def sync_batch_norm(model: nn.Module, axis_name: str | None) -> nn.Module:
+    """Under pmap, BatchNorm averages its batch statistics over devices (as flax's
+    ImageNet example does), so the step equals one device's on the global batch."""
+    has_batch_norm = any(field.name == "bn_axis_name" for field in dataclasses.fields(model))
+    return model.clone(bn_axis_name=axis_name) if axis_name and has_batch_norm else model
 
 
 def metric_names(train_step, abstract_state, input_shape, axis_name: str | None) -> list[str]:
