@@ -49,7 +49,8 @@ def run(cfg: Mapping[str, Any], run_dir: Path) -> dict:
     metrics_log = logs.MetricsLog(run_dir / "metrics.jsonl", resume_step=progress["step"])
     board = logs.TensorBoard(run_dir / "tensorboard") if cfg["logger"]["tensorboard"] else None
     stopper = early_stopping.EarlyStopping.from_config(trainer["early_stopping"], progress["early_stopping"])
-    wall = lambda: progress["wall_s"] + time.perf_counter() - started  # noqa: E731
+    wall_before = progress["wall_s"]  # what the runs before a resume took
+    wall = lambda: wall_before + time.perf_counter() - started  # noqa: E731
     normalization = dataset.normalization.as_dict()
 
     def save(state, metrics):
