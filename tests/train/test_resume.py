@@ -72,3 +72,20 @@ def test_corrupt_latest_checkpoint_falls_back_to_the_previous_one(cli, tmp_path)
 
     cli(f"hydra.run.dir={straight}", "trainer.epochs=3")
     assert last_metrics(run_dir) == last_metrics(straight)
+
+
+def test_an_asynchronous_save_keeps_the_progress_of_its_step(tmp_path):
+    # The loop changes `progress` right after each save while orbax writes in the
+    # background; the checkpoint must hold the progress as it was at the save.
+    from cnnlab.train import checkpoint
+
+    mngr = checkpoint.manager(tmp_path / "checkpoints", keep_latest=2, asynchronous=True)
+    state = {"w": np.arange(4.0)}
+    progress = {"step": 33, "epoch": 1, "sums": [1.0, 2.0]}
+    checkpoint.save(mngr, 33, state, progress=progress, normalization={}, config={}, metrics=None)
+    progress["step"] += 1
+    progress["sums"].append(3.0)
+    mngr.wait_until_finished()
+    _, restored = checkpoint.restore(mngr, 33, state)
+    assert restored == {"step": 33, "epoch": 1, "sums": [1.0, 2.0]}
+    mngr.close()

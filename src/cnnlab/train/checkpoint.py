@@ -12,6 +12,7 @@ monitored metric (see early_stopping.py), and saves asynchronously: `save` retur
 are copied off the device, and the files are written in the background.
 """
 
+import json
 import logging
 import time
 from pathlib import Path
@@ -40,6 +41,9 @@ def manager(directory: Path, *, keep_latest: int, asynchronous: bool = True) -> 
 
 def save(mngr: ocp.CheckpointManager, step: int, state: Any, *, progress: dict, normalization: dict,
          config: dict, metrics: dict | None) -> None:  # fmt: skip
+    # An asynchronous save serializes the JSON items in the background, after the loop
+    # has moved on and changed `progress`: each item gets a frozen copy now.
+    progress = json.loads(json.dumps(progress))
     mngr.save(
         step,
         args=ocp.args.Composite(
