@@ -22,6 +22,7 @@ from cnnlab import data
 from cnnlab.report import curves
 from cnnlab.train import checkpoint, early_stopping, logs, parallel, setup
 from cnnlab.train import metrics as metrics_lib
+from cnnlab.transfer import linear_probe
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,10 @@ def run(cfg: Mapping[str, Any], run_dir: Path) -> dict:
     parallel.check_batch_size("trainer.eval_batch_size", trainer["eval_batch_size"])
     job = setup.build(cfg, par)
     dataset = job.dataset
+    plan = job.transfer_plan
+    if plan is not None and plan.strategy == "linear_probe":  # fitted, not trained
+        return linear_probe.run(plan.base, plan.pretrained.variables, dataset, cfg["transfer"],
+                                run_dir, batch_size=job.host_eval_batch_size)  # fmt: skip
 
     run_dir.mkdir(parents=True, exist_ok=True)
     ckpts = checkpoint.manager(run_dir / "checkpoints", keep_latest=cfg["checkpoint"]["keep_latest"],
@@ -46,6 +51,8 @@ def run(cfg: Mapping[str, Any], run_dir: Path) -> dict:
     if restored is not None:
         state, progress = par.place(restored[0]), restored[1]
         log.info("resumed from %s at step %d (epoch %d)", ckpts.directory, int(progress["step"]), progress["epoch"] + 1)
+    elif job.start is not None:  # a fresh transfer run: the pretrained base, the new head from the seed
+        state = par.place(job.start(par.gather(state)))
     metrics_log = logs.MetricsLog(run_dir / "metrics.jsonl", resume_step=progress["step"])
     board = logs.TensorBoard(run_dir / "tensorboard") if cfg["logger"]["tensorboard"] else None
     stopper = early_stopping.EarlyStopping.from_config(trainer["early_stopping"], progress["early_stopping"])
@@ -61,7 +68,7 @@ def run(cfg: Mapping[str, Any], run_dir: Path) -> dict:
         checkpoint.save(ckpts, progress["step"], snapshot, progress=progress,
                         normalization=normalization, config=dict(cfg), metrics=metrics)  # fmt: skip
 
-    for epoch in range(progress["epoch"], trainer["epochs"]):
+    for epoch in range(progress["epoch"], job.epochs):  # trainer.epochs, then any fine-tune epochs
         if stopper.stopped:
             break
         state, train_metrics = train_epoch(job, par, state, progress, epoch, cfg, save_mid_epoch=save, board=board)
@@ -72,7 +79,7 @@ def run(cfg: Mapping[str, Any], run_dir: Path) -> dict:
             if board:
                 board.scalars(split, record)
         log.info("epoch %d/%d  train loss %.4f top-1 %.4f  val loss %.4f top-1 %.4f", epoch + 1,
-                 trainer["epochs"], train_metrics["loss"], train_metrics["top1"], val_metrics["loss"],
+                 job.epochs, train_metrics["loss"], train_metrics["top1"], val_metrics["loss"],
                  val_metrics["top1"])  # fmt: skip
         stopper.update(epoch + 1, val_metrics)
         progress.update(epoch=epoch + 1, batch=0, iterator=None, sums=None)
@@ -123,6 +130,7 @@ def train_epoch(job, par, state, progress: dict, epoch: int, cfg, *, save_mid_ep
     if progress["iterator"] is not None:
         iterator.set_state(progress["iterator"])
     sums = progress["sums"] or job.running.zero()
+    train_step, multi_step = job.steps(epoch)  # the fine-tune phase has its own
     every_steps = cfg["checkpoint"]["every_steps"]
     bar = logs.progress_bar(len(batches), initial=progress["batch"], epoch=epoch, enabled=cfg["logger"]["progress_bar"])
     started, images = time.perf_counter(), 0
@@ -134,9 +142,9 @@ def train_epoch(job, par, state, progress: dict, epoch: int, cfg, *, save_mid_ep
             job.check_labels(batch, "train", progress["step"])
         if k > 1:
             stacked = {key: np.stack([b[key] for b in local]) for key in local[0]}  # (K, B, ...)
-            state, metrics = job.multi_step(state, par.put(stacked, batch_axis=1))
+            state, metrics = multi_step(state, par.put(stacked, batch_axis=1))
         else:
-            state, metrics = job.train_step(state, par.put(local[0]))
+            state, metrics = train_step(state, par.put(local[0]))
         sums = job.running.add(sums, par.metrics(metrics))
         progress["step"] += k
         progress["batch"] += k
