@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install train test lock clean
+.PHONY: install train test bench lock clean
 
 install: $(STAMP)
 
@@ -21,6 +21,17 @@ train: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The benchmark suite (bench/): installs the `bench` extra (PyTorch's CPU build)
+# once, runs every benchmark and writes docs/performance.md. Options: make bench ARGS="--with-tta".
+BENCH_STAMP := $(VENV)/.bench-installed
+
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[test,bench]'
+	touch $@
+
+bench: $(BENCH_STAMP)
+	$(BIN)/python -m bench.run $(ARGS)
 
 # Re-resolve the pinned set after changing the dependencies in pyproject.toml.
 lock:

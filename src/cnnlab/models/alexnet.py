@@ -32,6 +32,7 @@ class AlexNet(nn.Module):
     fc_features: int = 4096
     dropout_rate: float = 0.5
     strict: bool = False
+    conv_impl: str = "auto"  # auto | xla | cpu_matmul: the convolution code (layers.Conv)
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
 
@@ -64,6 +65,7 @@ class AlexNetTV(nn.Module):
     fc_features: int = 4096
     dropout_rate: float = 0.5
     strict: bool = False
+    conv_impl: str = "auto"  # auto | xla | cpu_matmul: the convolution code (layers.Conv)
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
 

@@ -8,7 +8,9 @@ fails with the layer's path and the conv arithmetic
     n_out = floor((n + 2p - k) / s) + 1
 
 instead of an XLA shape error deep in a trace. `strict=True` also rejects a
-stride that does not tile its (padded) input exactly.
+stride that does not tile its (padded) input exactly. `Conv(conv_impl=...)`
+picks the convolution code: on the CPU backend ("auto") the weight gradient is
+one matmul per kernel tap (`conv_cpu`), several times faster than XLA:CPU's.
 
 The pooling, flatten and dropout steps are modules (not bare functions) so that
 they appear as rows in the Keras-style summary, as they do in Keras.
@@ -23,6 +25,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 from jax import lax
+
+from cnnlab.models import conv_cpu
 
 FORMULA = "floor((n + 2p - k) / s) + 1"
 
@@ -116,9 +120,22 @@ class Conv(nn.Conv):
     """`flax.linen.Conv` that checks its kernel fits its input before tracing the conv.
 
     Same parameters and names as `nn.Conv` (so weights are interchangeable).
+    `conv_impl` picks the code that computes it, with the same numbers to float
+    tolerance: "xla" is `lax.conv_general_dilated`; "cpu_matmul" is
+    `conv_cpu.conv_general_dilated` (XLA's forward pass, gradients as one
+    matmul per kernel tap where that is faster on XLA:CPU); "auto" is
+    "cpu_matmul" on the CPU backend and "xla" on any other.
     """
 
     strict: bool = False
+    conv_impl: str = "auto"
+
+    def __post_init__(self) -> None:
+        # flax's Conv calls `self.conv_general_dilated` when it is set; a function
+        # given explicitly wins over conv_impl.
+        if self.conv_general_dilated in (None, *_CONV_FUNCTIONS.values()):
+            self.conv_general_dilated = _CONV_FUNCTIONS[conv_cpu.check_impl(self.conv_impl)]
+        super().__post_init__()
 
     def __call__(self, inputs: jax.Array) -> jax.Array:
         rank = 1 if isinstance(self.kernel_size, int) else len(self.kernel_size)
@@ -128,6 +145,15 @@ class Conv(nn.Conv):
         spatial = inputs.shape[-(rank + 1) : -1]
         check_window(layer_path(self), spatial, effective, _as_tuple(self.strides, rank), self.padding, self.strict)
         return super().__call__(inputs)
+
+
+def _auto_conv(*args: Any, **kwargs: Any) -> jax.Array:
+    """`conv_cpu.conv_general_dilated` when tracing for the CPU backend, `lax`'s otherwise."""
+    conv = conv_cpu.conv_general_dilated if conv_cpu.resolve("auto") == "cpu_matmul" else lax.conv_general_dilated
+    return conv(*args, **kwargs)
+
+
+_CONV_FUNCTIONS = {"auto": _auto_conv, "xla": None, "cpu_matmul": conv_cpu.conv_general_dilated}
 
 
 def _pool_padding(spatial, window, strides, padding: Padding, ceil_mode: bool):
@@ -273,8 +299,9 @@ def batch_norm(train: bool, dtype: Any, param_dtype: Any, axis_name: str | None 
 
 
 def conv_factory(module: nn.Module, **overrides: Any) -> partial:
-    """Checked `Conv` carrying a model's dtype, param_dtype and strict flag."""
-    options = dict(dtype=module.dtype, param_dtype=module.param_dtype, strict=module.strict)
+    """Checked `Conv` carrying a model's dtype, param_dtype, strict flag and conv_impl."""
+    options = dict(dtype=module.dtype, param_dtype=module.param_dtype, strict=module.strict,
+                   conv_impl=module.conv_impl)  # fmt: skip
     return partial(Conv, **{**options, **overrides})
 
 

@@ -3,7 +3,8 @@
 Each entry is a Flax module class or a `functools.partial` of one that fixes a
 size (sizes are data). Options are the module's fields, e.g.
 `create("resnet18", num_classes=10, cifar_stem=True)`; every model takes
-`dtype`, `param_dtype` and `strict`.
+`dtype`, `param_dtype`, `strict` and `conv_impl` ("auto", "xla" or
+"cpu_matmul": see `layers.Conv`).
 """
 
 from functools import partial

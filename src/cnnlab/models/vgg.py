@@ -40,6 +40,7 @@ class VGG(nn.Module):
     fc_features: int = 4096
     dropout_rate: float = 0.5
     strict: bool = False
+    conv_impl: str = "auto"  # auto | xla | cpu_matmul: the convolution code (layers.Conv)
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
     bn_axis_name: str | None = None  # pmap's axis: sync BatchNorm over devices

@@ -1,0 +1,162 @@
+"""Run the benchmark suite and write docs/performance.md.
+
+    python -m bench.run                       # everything but time-to-accuracy
+    python -m bench.run --with-tta            # also benchmark 5 (many minutes on a CPU)
+    python -m bench.run --only 4,6            # a subset; ids: conv 1 2 3 4 5 6 7
+
+`make bench` installs the `bench` extra (PyTorch's CPU build) and runs this.
+Every figure is a median over rounds, and every comparison a ratio taken
+round by round in one process, so a busy machine slows both sides alike.
+"""
+
+import argparse
+import datetime
+import time
+import traceback
+from pathlib import Path
+
+from bench import common
+
+OUT = Path(__file__).resolve().parents[1] / "docs" / "performance.md"
+
+TITLES = {
+    "conv": "CPU convolution, per layer",
+    "1": "framework overhead",
+    "2": "optimizer cost",
+    "3": "input pipeline",
+    "4": "PyTorch on the CPU",
+    "5": "time to 91% Fashion-MNIST",
+    "6": "small-model dispatch",
+    "7": "GPU ResNet-50",
+}
+
+# What was tried for each goal, for the "goals not reached" section.
+TRIED = {
+    "1": "the step already shares the model, optimizer and jit with the hand-written loop; the difference is "
+    "its metrics (accuracy, three global norms), the rng fold-in and the sharded, donated jit",
+    "2": "the transforms are element-wise chains like optax's; the update-alone ratio isolates them",
+    "4": "the tap-matmul weight gradient (conv_impl=auto) against XLA's, per layer; tap forms of the forward "
+    "pass and the input gradient where they win (one input channel, outputs of <= 16 positions); the "
+    "(Cin, M) @ (M, Cout) layout against (M, Cin)^T @ (M, Cout); a single im2col matmul (slower: the 9x "
+    "patch copy); a swapped-dimension lax convolution (issue 9: no gain)",
+    "5": "as benchmark 4: the convolution path is the lever; the input pipeline is not (benchmark 3)",
+}
+
+
+def suite(ids: list[str], args) -> list[common.Figure]:
+    from bench import conv_layers, dispatch, gpu_resnet50, optimizers, overhead, pipeline, time_to_accuracy, torch_cpu
+
+    runners = {
+        "conv": lambda: conv_layers.run(rounds=args.rounds, with_torch=True),
+        "1": lambda: overhead.run(rounds=2 * args.rounds + 1, resnet_rounds=args.rounds),
+        "2": lambda: optimizers.run(rounds=args.rounds, width=args.width),
+        "3": lambda: pipeline.run(rounds=2 * args.rounds + 1),
+        "4": lambda: torch_cpu.run(rounds=args.rounds),
+        "5": lambda: time_to_accuracy.run(max_epochs=args.tta_epochs)
+        if args.with_tta
+        else [common.Figure("5", "time to 91% Fashion-MNIST test top-1, cnnlab vs PyTorch", "not measured",
+                            batch="128", goal="faster than PyTorch",
+                            notes="skipped in this run (python -m bench.run --with-tta)")],  # fmt: skip
+        "6": lambda: dispatch.run(rounds=2 * args.rounds + 1),
+        "7": lambda: gpu_resnet50.run(),
+    }
+    figures = []
+    for bench_id in ids:
+        before, start = common.load_average(), time.perf_counter()
+        try:
+            produced = runners[bench_id]()
+        except Exception as error:  # a broken benchmark is a row, not a lost run
+            traceback.print_exc()
+            produced = [common.Figure(bench_id, TITLES[bench_id], f"failed: {type(error).__name__}: {error}")]
+        took = time.perf_counter() - start
+        for figure in produced:
+            figure.notes = f"{figure.notes}; load {before} -> {common.load_average()}; {took:.0f} s".lstrip("; ")
+        common.report(TITLES[bench_id], produced)
+        figures += produced
+    return figures
+
+
+def render(figures: list[common.Figure], machine: dict, command: str, started: str) -> str:
+    cell = lambda text: str(text).replace("|", "\\|")  # noqa: E731
+    lines = [
+        "# Performance",
+        "",
+        f"Written by `{command}` (bench/run.py) on {started}. Every figure is the median of several",
+        "rounds; every ratio is taken round by round between candidates that ran in turn in one",
+        "process, so it holds on a busy machine better than either time alone. The load average",
+        "(1, 5, 15 min) before and after each benchmark is in its notes.",
+        "",
+        "## Machine",
+        "",
+        "| | |",
+        "|---|---|",
+        *[f"| {k} | {cell(v)} |" for k, v in machine.items()],
+        "",
+        "## Figures",
+        "",
+        "| # | measured | figure | batch | goal | ratio | goal met | notes |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for f in figures:
+        ratio = "" if f.ratio is None else f"{f.ratio:.3f}"
+        met = {True: "yes", False: "**no**", None: "–"}[f.met]
+        lines.append(f"| {f.bench} | {cell(f.name)} | {cell(f.value)} | {cell(f.batch)} | {cell(f.goal)} | {ratio} "
+                     f"| {met} | {cell(f.notes)} |")  # fmt: skip
+    missed = [f for f in figures if f.met is False]
+    unmeasured = [f for f in figures if f.goal and f.met is None]
+    lines += ["", "## Goals not reached", ""]
+    if not missed:
+        lines.append("None among the figures measured.")
+    for f in missed:
+        lines.append(f"- **{f.name}** ({f.goal}): measured ratio {f.ratio:.3f} ({f.value}). "
+                     f"Tried: {TRIED.get(f.bench, 'see the notes')}.")  # fmt: skip
+    if unmeasured:
+        lines += ["", "## Goals not measured", ""]
+        lines += [f"- **{f.name}** ({f.goal}): {f.value}; {f.notes.split(';')[0]}." for f in unmeasured]
+    lines += [
+        "",
+        "## Reading the convolution rows",
+        "",
+        "`conv` rows time one convolution of ResNet-18-CIFAR (batch 64) or LeNet-5 (batch 128) on",
+        "its own: the figure is XLA's forward / input gradient / weight gradient and the tap-matmul",
+        "weight gradient in ms; the ratio is `conv_impl=cpu_matmul` over `conv_impl=xla` for the",
+        "whole forward + backward of that layer (below 1: the CPU path is faster). The notes give",
+        "PyTorch's forward + backward of the same layer over XLA's, and the rejected candidates.",
+        "",
+        "## Reproducing",
+        "",
+        "```",
+        "make bench                                  # the suite, as above",
+        "make bench ARGS='--with-tta'                # plus time to accuracy (benchmark 5)",
+        ".venv/bin/python -m bench.torch_cpu         # one benchmark, printed only",
+        ".venv/bin/python -m bench.gpu_resnet50      # on a GPU machine (benchmark 7)",
+        "```",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", default="conv,1,2,3,4,5,6,7", help="comma-separated ids")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--width", type=int, default=16, help="ResNet-18 base width for benchmark 2 (64: full)")
+    parser.add_argument("--with-tta", action="store_true", help="run benchmark 5 (time to accuracy)")
+    parser.add_argument("--tta-epochs", type=int, default=20)
+    parser.add_argument("--out", type=Path, default=OUT)
+    args = parser.parse_args()
+    started = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
+    figures = suite(args.only.split(","), args)
+    machine = {**common.machine(), "load average at the end": common.load_average()}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(render(figures, machine, "python -m bench.run " + " ".join(_argv()), started))
+    print(f"wrote {args.out}")
+
+
+def _argv() -> list[str]:
+    import sys
+
+    return sys.argv[1:]
+
+
+if __name__ == "__main__":
+    main()

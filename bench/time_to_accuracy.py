@@ -1,0 +1,114 @@
+"""Benchmark 5: wall seconds from a cold start to 91% Fashion-MNIST test top-1, cnnlab vs PyTorch.
+
+    python -m bench.time_to_accuracy [--model lenet5] [--max-epochs 20] [--target 0.91]
+
+Recipe, the same on both sides: the model (LeNet-5 with ReLU and max-pooling
+by default, or typical_cnn), Adam at lr 1e-3, batch 128, Fashion-MNIST at
+32x32 (28x28 for typical_cnn) z-scored with the training split's statistics,
+the same shuffled batches from cnnlab's pipeline, and the test set evaluated
+after every epoch. The clock starts before the data is loaded and the model
+is built (compilation included) and stops at the first epoch whose test top-1
+reaches the target. cnnlab's side runs the loop's own `train_epoch` and
+`evaluate`. Goal: faster than PyTorch.
+"""
+
+import argparse
+import time
+
+import jax
+import numpy as np
+
+from bench import common, fashion
+
+SIZES = {"lenet5": 32, "typical_cnn": 28}
+
+
+def recipe(model: str) -> list[str]:
+    return [f"model={model}", "optimizer=adam", "optimizer.learning_rate=0.001", "trainer.batch_size=128",
+            f"data.image_size={SIZES[model]}", "logger.progress_bar=false", "logger.tensorboard=false"]  # fmt: skip
+
+
+def cnnlab_run(model: str, max_epochs: int, target: float) -> dict:
+    from cnnlab.train import loop, parallel, setup
+
+    start = time.perf_counter()
+    cfg = fashion.config(*recipe(model), f"trainer.epochs={max_epochs}")
+    par = parallel.create(cfg["parallel"]["name"])
+    job = setup.build(cfg, par)
+    state = par.init(job.init_state)
+    progress = loop.fresh_progress()
+    curve = []
+    for epoch in range(max_epochs):
+        state, _ = loop.train_epoch(job, par, state, progress, epoch, cfg, save_mid_epoch=None, board=None)
+        progress.update(epoch=epoch + 1, batch=0, iterator=None, sums=None)
+        top1 = loop.evaluate(job, par, state, "test")["top1"]
+        curve.append((epoch + 1, round(time.perf_counter() - start, 1), round(top1, 4)))
+        print(f"  cnnlab {model} epoch {epoch + 1}: test top-1 {top1:.4f} at {curve[-1][1]} s", flush=True)
+        if top1 >= target:
+            break
+    return {"seconds": time.perf_counter() - start, "reached": curve[-1][2] >= target, "curve": curve}
+
+
+def torch_run(model: str, max_epochs: int, target: float) -> dict:
+    import grain
+    import torch
+
+    from bench import torch_cpu, torch_models
+    from cnnlab import data
+
+    torch.set_num_threads(torch_cpu.threads())
+    torch.manual_seed(0)
+    start = time.perf_counter()
+    cfg = fashion.config(*recipe(model))
+    dataset = data.load(cfg["data"])
+    net = (torch_models.lenet5 if model == "lenet5" else torch_models.typical_cnn)()
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3, eps=1e-8)
+    as_torch = lambda b: torch.from_numpy(np.ascontiguousarray(b["image"].transpose(0, 3, 1, 2)))  # noqa: E731
+    curve = []
+    for epoch in range(max_epochs):
+        net.train()
+        batches = data.train_batches(dataset.splits["train"], batch_size=128, seed=cfg["seed"], epoch=epoch,
+                                     normalization=dataset.normalization)  # fmt: skip
+        for batch in batches.to_iter_dataset(grain.ReadOptions(num_threads=2, prefetch_buffer_size=4)):
+            opt.zero_grad(set_to_none=True)
+            torch.nn.functional.cross_entropy(net(as_torch(batch)), torch.from_numpy(batch["label"]).long()).backward()
+            opt.step()
+        net.eval()
+        correct = total = 0
+        with torch.no_grad():
+            for batch in data.eval_batches(dataset.splits["test"], batch_size=256, normalization=dataset.normalization):
+                mask = torch.from_numpy(batch["mask"])
+                hit = net(as_torch(batch)).argmax(1) == torch.from_numpy(batch["label"]).long()
+                correct, total = correct + int((hit & mask).sum()), total + int(mask.sum())
+        curve.append((epoch + 1, round(time.perf_counter() - start, 1), round(correct / total, 4)))
+        print(f"  torch {model} epoch {epoch + 1}: test top-1 {correct / total:.4f} at {curve[-1][1]} s", flush=True)
+        if correct / total >= target:
+            break
+    return {"seconds": time.perf_counter() - start, "reached": curve[-1][2] >= target, "curve": curve}
+
+
+def run(model: str = "lenet5", max_epochs: int = 20, target: float = 0.91, with_torch: bool = True) -> list[common.Figure]:
+    ours = cnnlab_run(model, max_epochs, target)
+    theirs = torch_run(model, max_epochs, target) if with_torch else None
+    where = jax.default_backend()
+    if theirs is None:
+        value, ratio, met = f"{ours['seconds']:.0f} s ({'reached' if ours['reached'] else 'not reached'})", None, None
+    else:
+        ratio = ours["seconds"] / theirs["seconds"]
+        met = ours["reached"] and theirs["reached"] and ratio < 1.0 if theirs["reached"] else ours["reached"]
+        value = f"{ours['seconds']:.0f} s vs {theirs['seconds']:.0f} s"
+    return [common.Figure(
+        "5", f"time to {target:.0%} Fashion-MNIST test top-1, {model} on {where}" + (", cnnlab vs PyTorch" if theirs else ""),
+        value, batch="128", goal="faster than PyTorch" if theirs else "", ratio=ratio, met=met,
+        notes=f"cnnlab (epoch, s, top-1): {ours['curve'][-3:]}" + (f"; torch: {theirs['curve'][-3:]}" if theirs else ""),
+    )]  # fmt: skip
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="lenet5", choices=sorted(SIZES))
+    parser.add_argument("--max-epochs", type=int, default=20)
+    parser.add_argument("--target", type=float, default=0.91)
+    parser.add_argument("--no-torch", action="store_true")
+    args = parser.parse_args()
+    common.report("time to accuracy", run(args.model, args.max_epochs, args.target, not args.no_torch))

@@ -1,0 +1,67 @@
+"""The benchmarks' architectures in PyTorch, written by hand (torchvision is not a dependency).
+
+Same layers, shapes and parameter counts as cnnlab's modules: LeNet-5 (ReLU,
+max-pooling: conf/model/lenet5.yaml) 61,706; ResNet-18 with the CIFAR stem
+11,173,962 at 10 classes; the typical CNN 27,562.
+"""
+
+import torch
+from torch import nn
+
+
+def lenet5(num_classes: int = 10) -> nn.Module:
+    return nn.Sequential(
+        nn.Conv2d(1, 6, 5), nn.ReLU(), nn.MaxPool2d(2),  # C1, S2: (B, 6, 14, 14)
+        nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2),  # C3, S4: (B, 16, 5, 5)
+        nn.Conv2d(16, 120, 5), nn.ReLU(), nn.Flatten(),  # C5: (B, 120)
+        nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, num_classes),
+    )  # fmt: skip
+
+
+def typical_cnn(num_classes: int = 10) -> nn.Module:
+    return nn.Sequential(
+        nn.Conv2d(1, 8, 3), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(8, 16, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+        nn.Linear(400, 64), nn.ReLU(), nn.Dropout(0.5), nn.Linear(64, num_classes),
+    )  # fmt: skip
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.downsample = None
+        if stride != 1 or cin != cout:
+            self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        y = torch.relu(self.bn1(self.conv1(x)))
+        y = self.bn2(self.conv2(y))
+        return torch.relu(y + (x if self.downsample is None else self.downsample(x)))
+
+
+class ResNet18Cifar(nn.Module):
+    """torchvision's resnet18 with a 3x3/1 stem and no max-pool, like cnnlab's cifar_stem=True."""
+
+    def __init__(self, num_classes: int = 10, width: int = 64):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU())
+        blocks, cin = [], width
+        for stage in range(4):
+            cout = width * 2**stage
+            for i in range(2):
+                blocks.append(BasicBlock(cin, cout, 2 if stage > 0 and i == 0 else 1))
+                cin = cout
+        self.blocks = nn.Sequential(*blocks)
+        self.fc = nn.Linear(cin, num_classes)
+
+    def forward(self, x):
+        x = self.blocks(self.stem(x))
+        return self.fc(torch.flatten(torch.nn.functional.adaptive_avg_pool2d(x, 1), 1))
+
+
+def count_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

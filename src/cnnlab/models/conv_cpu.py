@@ -1,0 +1,297 @@
+"""A convolution for XLA:CPU whose gradients are matrix products, one per kernel tap.
+
+XLA:CPU computes the weight gradient of a convolution as a convolution with
+the batch and feature axes swapped, which is several times slower than the
+forward pass at the large-batch, high-resolution layers of a CNN (ResNet-18's
+32x32x64 stage at batch 64: `bench/conv_layers.py`). The same gradient is a
+sum of ordinary matrix products, one per tap (i, j) of the kernel:
+
+    dW[i, j] = X_ij^T @ dY        X_ij: (B*Ho*Wo, Cin), the input shifted by the tap
+                                  dY:   (B*Ho*Wo, Cout), the output's gradient
+
+where X_ij is the strided slice of the padded input that tap (i, j) sees. The
+slices are taken from the input laid out (Cin, B, H, W), so each product is a
+row-major (Cin, M) @ (M, Cout) matmul (XLA:CPU ran the bare product 2.6x
+faster in that layout than as (M, Cin)^T @ (M, Cout); inside a layer the two
+measured alike except at a strided 8x8 layer, where it was 1.5x faster).
+
+`conv_general_dilated` has `lax.conv_general_dilated`'s signature and is a
+`jax.custom_vjp`. `plan` picks, per layer, XLA's own code or the tap form
+for each of the forward pass, the input gradient and the weight gradient,
+from the per-layer measurements of `bench/conv_layers.py`; mostly the tap
+form computes the weight gradient and XLA the rest. Anything it does not
+cover (input dilation, other layouts, batch groups, negative padding) goes
+to `lax.conv_general_dilated` unchanged.
+
+`Conv(conv_impl=...)` (in `layers`) picks the implementation:
+
+- "auto": this one on a single CPU device, XLA's elsewhere (GPUs, TPUs, a simulated mesh);
+- "cpu_matmul": this one on any backend;
+- "xla": `lax.conv_general_dilated` (the configuration key `model.conv_impl=xla`).
+"""
+
+import itertools
+import math
+from collections.abc import Sequence
+from functools import partial
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+IMPLS = ("auto", "xla", "cpu_matmul")
+
+
+def check_impl(impl: str) -> str:
+    if impl not in IMPLS:
+        raise ValueError(f"conv_impl must be one of {', '.join(IMPLS)}, got {impl!r}")
+    return impl
+
+
+def resolve(impl: str) -> str:
+    """"xla" or "cpu_matmul": "auto" is "cpu_matmul" only on a single CPU device (read at trace time).
+
+    Several CPU devices are a simulated mesh (tests, debug runs), not a faster
+    machine: there the partitioned tap products summed the batch in another
+    order than one device's, so ResNet-18's params after a few steps differed
+    by 7e-4 between 1 and 8 devices (XLA's convolution: under 1e-5), and each
+    program took about twice as long to compile. They keep XLA's convolution.
+    """
+    if check_impl(impl) == "auto":
+        return "cpu_matmul" if jax.default_backend() == "cpu" and jax.device_count() == 1 else "xla"
+    return impl
+
+
+class Plan(NamedTuple):
+    """Which implementation computes each part of one convolution: "xla" or "taps"."""
+
+    forward: str
+    input_grad: str
+    weight_grad: str
+
+
+def plan(input_shape: Sequence[int], kernel_shape: Sequence[int], output_spatial: Sequence[int], groups: int) -> Plan:
+    """The per-layer choice, from `bench/conv_layers.py`'s per-layer measurements:
+
+    - forward: the taps as one im2col product when there is a single input
+      channel and one group (LeNet-5's C1, the typical CNN's conv1 on grey
+      images: XLA's convolution was ~10x slower there); XLA's otherwise (1-3x
+      faster than the tap form). One product keeps XLA's FLOP count exact;
+    - input gradient: taps when the output has at most 16 positions (LeNet-5's C5
+      and ResNet's 4x4 stage: XLA's transposed convolution is slow on tiny
+      outputs), XLA's otherwise;
+    - weight gradient: taps when the input has at least 8 channels and there is
+      one group (1.0-7x faster than XLA at every such layer measured), XLA's
+      below 8 channels (a (1, M) @ (M, Cout) product per tap is slower there).
+
+    Grouped and depthwise convolutions keep XLA's code everywhere: their tap
+    forms are correct (tested) but were not measured faster.
+    """
+    cin, cin_g = input_shape[-1], kernel_shape[-2]
+    forward = "taps" if cin_g == 1 and groups == 1 else "xla"
+    input_grad = "taps" if math.prod(output_spatial) <= 16 and groups == 1 else "xla"
+    weight_grad = "taps" if cin >= 8 and groups == 1 else "xla"
+    return Plan(forward, input_grad, weight_grad)
+
+
+class _Geometry(NamedTuple):
+    """Everything static about one convolution (hashable: it keys the custom_vjp)."""
+
+    strides: tuple[int, ...]
+    padding: tuple[tuple[int, int], ...]
+    dilation: tuple[int, ...]
+    groups: int
+    precision: Any
+    plan: Plan
+
+
+def conv_general_dilated(
+    lhs: jax.Array,
+    rhs: jax.Array,
+    window_strides: Sequence[int],
+    padding: str | Sequence[tuple[int, int]],
+    lhs_dilation: Sequence[int] | None = None,
+    rhs_dilation: Sequence[int] | None = None,
+    dimension_numbers: Any = None,
+    feature_group_count: int = 1,
+    batch_group_count: int = 1,
+    precision: Any = None,
+    preferred_element_type: Any = None,
+) -> jax.Array:
+    """`lax.conv_general_dilated` with the tap-matmul weight gradient, for channel-last
+    inputs (B, *spatial, C) and kernels (*spatial, C / groups, features)."""
+    rank = lhs.ndim - 2
+    dilation = tuple(rhs_dilation or (1,) * rank)
+    supported = (
+        _is_channel_last(dimension_numbers, lhs.ndim)
+        and all(d == 1 for d in (lhs_dilation or (1,) * rank))
+        and batch_group_count == 1
+        and preferred_element_type is None
+    )
+    if supported:
+        window = [(k - 1) * d + 1 for k, d in zip(rhs.shape[:rank], dilation)]
+        pads = lax.padtype_to_pads(lhs.shape[1:-1], window, window_strides, padding) if isinstance(padding, str) else padding
+        pads = tuple((int(lo), int(hi)) for lo, hi in pads)
+        supported = all(lo >= 0 and hi >= 0 for lo, hi in pads)
+    if not supported:
+        return lax.conv_general_dilated(
+            lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, dimension_numbers,
+            feature_group_count, batch_group_count, precision, preferred_element_type,
+        )  # fmt: skip
+    strides = tuple(window_strides)
+    out = output_shape(lhs.shape[1:-1], rhs.shape[:rank], strides, pads, dilation)
+    layer_plan = plan(lhs.shape, rhs.shape, out, feature_group_count)
+    return _conv(lhs, rhs, _Geometry(strides, pads, dilation, feature_group_count, precision, layer_plan))
+
+
+def _is_channel_last(dimension_numbers: Any, ndim: int) -> bool:
+    """True for flax's layout: lhs and out (B, *spatial, C), rhs (*spatial, I, O)."""
+    if dimension_numbers is None:
+        return False
+    spatial = tuple(range(1, ndim - 1))
+    expected = lax.ConvDimensionNumbers((0, ndim - 1, *spatial), (ndim - 1, ndim - 2, *range(ndim - 2)),
+                                        (0, ndim - 1, *spatial))  # fmt: skip
+    if isinstance(dimension_numbers, lax.ConvDimensionNumbers):
+        return dimension_numbers == expected
+    shape = (1,) * ndim
+    return lax.conv_dimension_numbers(shape, shape, dimension_numbers) == expected
+
+
+def _xla_conv(x: jax.Array, w: jax.Array, g: _Geometry) -> jax.Array:
+    rank = x.ndim - 2
+    dn = lax.conv_dimension_numbers(x.shape, w.shape, _channel_last_spec(rank))
+    return lax.conv_general_dilated(x, w, g.strides, g.padding, None, g.dilation, dn, g.groups, 1, g.precision)
+
+
+def _channel_last_spec(rank: int) -> tuple[str, str, str]:
+    letters = "DHW"[-rank:] if rank <= 3 else None
+    return (f"N{letters}C", f"{letters}IO", f"N{letters}C")
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _conv(x: jax.Array, w: jax.Array, g: _Geometry) -> jax.Array:
+    if g.plan.forward == "taps":
+        return forward_taps(x, w, g.strides, g.padding, g.dilation, g.groups, g.precision)
+    return _xla_conv(x, w, g)
+
+
+def _conv_fwd(x, w, g):
+    return _conv(x, w, g), (x, w)
+
+
+def _conv_bwd(g, residuals, dy):
+    x, w = residuals
+    if g.plan.input_grad == "taps":
+        dx = input_grad_taps(dy, w, x.shape, g.strides, g.padding, g.dilation, g.groups, g.precision)
+    else:  # XLA's own transposed convolution
+        dx = jax.vjp(lambda x: _xla_conv(x, w, g), x)[1](dy)[0]
+    if g.plan.weight_grad == "taps":
+        dw = weight_grad_taps(x, dy, w.shape, g.strides, g.padding, g.dilation, g.groups, g.precision)
+    else:
+        dw = jax.vjp(lambda w: _xla_conv(x, w, g), w)[1](dy)[0]
+    return dx.astype(x.dtype), dw.astype(w.dtype)
+
+
+_conv.defvjp(_conv_fwd, _conv_bwd)
+
+
+def output_shape(spatial, kernel, strides, padding, dilation) -> tuple[int, ...]:
+    """Output spatial size per axis: floor((n + lo + hi - (k - 1) * d - 1) / s) + 1."""
+    return tuple((n + lo + hi - (k - 1) * d - 1) // s + 1
+                 for n, k, s, (lo, hi), d in zip(spatial, kernel, strides, padding, dilation))  # fmt: skip
+
+
+def _tap_slice(xp: jax.Array, tap, strides, dilation, out, first_spatial_axis: int) -> jax.Array:
+    """The strided window of the padded input that kernel tap `tap` multiplies: out-sized."""
+    start = [0] * xp.ndim
+    limit = list(xp.shape)
+    step = [1] * xp.ndim
+    for axis, (t, s, d, n) in enumerate(zip(tap, strides, dilation, out), start=first_spatial_axis):
+        start[axis] = t * d
+        limit[axis] = t * d + (n - 1) * s + 1
+        step[axis] = s
+    return lax.slice(xp, start, limit, step)
+
+
+def weight_grad_taps(
+    x: jax.Array,
+    dy: jax.Array,
+    kernel_shape: Sequence[int],
+    strides: Sequence[int],
+    padding: Sequence[tuple[int, int]],
+    dilation: Sequence[int],
+    groups: int = 1,
+    precision: Any = None,
+) -> jax.Array:
+    """dL/dW of a channel-last convolution as one matmul per kernel tap.
+
+    x: (B, *spatial, Cin); dy: (B, *out, Cout); returns (*kernel, Cin / groups, Cout)
+    in float32 (or dy's dtype when wider).
+    """
+    rank = x.ndim - 2
+    kernel, (cin_g, cout) = tuple(kernel_shape[:rank]), kernel_shape[rank:]
+    out = dy.shape[1:-1]
+    m = math.prod(dy.shape[:-1])  # B * prod(out)
+    xp = jnp.pad(x, [(0, 0), *padding, (0, 0)])
+    xt = jnp.moveaxis(xp, -1, 0)  # (Cin, B, *padded): each tap's slice reshapes to (Cin, M)
+    dy2 = dy.reshape(m, cout)  # (M, Cout)
+    acc = jnp.promote_types(jnp.float32, dy.dtype)
+    taps = []
+    for tap in itertools.product(*(range(k) for k in kernel)):
+        cols = _tap_slice(xt, tap, strides, dilation, out, first_spatial_axis=2).reshape(x.shape[-1], m)
+        if groups == 1:
+            taps.append(jnp.matmul(cols, dy2, precision=precision, preferred_element_type=acc))  # (Cin, Cout)
+        else:  # group k pairs input channels [k*cin_g, (k+1)*cin_g) with outputs [k*cout_g, (k+1)*cout_g)
+            grouped = jnp.einsum("gim,mgo->igo", cols.reshape(groups, cin_g, m), dy2.reshape(m, groups, cout // groups),
+                                 precision=precision, preferred_element_type=acc)  # fmt: skip
+            taps.append(grouped.reshape(cin_g, cout))
+    return jnp.stack(taps).reshape(*kernel, cin_g, cout)
+
+
+def forward_taps(x, w, strides, padding, dilation, groups: int = 1, precision: Any = None) -> jax.Array:
+    """The convolution itself from the tap slices: gathered side by side into one
+    (B*Ho*Wo, taps*Cin) @ (taps*Cin, Cout) product (im2col) without groups, one
+    product per tap and group otherwise."""
+    rank = x.ndim - 2
+    kernel, (cin_g, cout) = w.shape[:rank], w.shape[rank:]
+    out = output_shape(x.shape[1:-1], kernel, strides, padding, dilation)
+    xp = jnp.pad(x, [(0, 0), *padding, (0, 0)])
+    acc = jnp.promote_types(jnp.float32, x.dtype)
+    taps = list(itertools.product(*(range(k) for k in kernel)))
+    cols = [_tap_slice(xp, tap, strides, dilation, out, first_spatial_axis=1) for tap in taps]  # (B, *out, Cin) each
+    if groups == 1:
+        patches = jnp.concatenate(cols, axis=-1)  # (B, *out, taps * Cin), tap-major like w's rows
+        y = jnp.matmul(patches, w.reshape(-1, cout), precision=precision, preferred_element_type=acc)
+        return y.astype(x.dtype)
+    y = None
+    for tap, col in zip(taps, cols):
+        term = jnp.einsum("...gi,igo->...go", col.reshape(*col.shape[:-1], groups, cin_g),
+                          w[tap].reshape(cin_g, groups, cout // groups), precision=precision,
+                          preferred_element_type=acc).reshape(*col.shape[:-1], cout)  # fmt: skip
+        y = term if y is None else y + term
+    return y.astype(x.dtype)
+
+
+def input_grad_taps(dy, w, input_shape, strides, padding, dilation, groups: int = 1, precision: Any = None):
+    """dL/dx as one matmul per tap, scattered into the padded input (a candidate
+    that `bench/conv_layers.py` measures; not used by `conv_general_dilated`)."""
+    rank = dy.ndim - 2
+    kernel, (cin_g, cout) = w.shape[:rank], w.shape[rank:]
+    out = dy.shape[1:-1]
+    padded = [input_shape[0], *(n + lo + hi for n, (lo, hi) in zip(input_shape[1:-1], padding)), input_shape[-1]]
+    acc = jnp.promote_types(jnp.float32, dy.dtype)
+    dxp = jnp.zeros(padded, acc)
+    for tap in itertools.product(*(range(k) for k in kernel)):
+        if groups == 1:
+            term = jnp.matmul(dy, w[tap].T, precision=precision, preferred_element_type=acc)  # (B, *out, Cin)
+        else:
+            term = jnp.einsum("...go,igo->...gi", dy.reshape(*dy.shape[:-1], groups, cout // groups),
+                              w[tap].reshape(cin_g, groups, cout // groups), precision=precision,
+                              preferred_element_type=acc).reshape(*dy.shape[:-1], groups * cin_g)  # fmt: skip
+        index = (slice(None),) + tuple(slice(t * d, t * d + (n - 1) * s + 1, s)
+                                       for t, d, n, s in zip(tap, dilation, out, strides))  # fmt: skip
+        dxp = dxp.at[index].add(term)
+    crop = (slice(None),) + tuple(slice(lo, lo + n) for n, (lo, _) in zip(input_shape[1:-1], padding))
+    return dxp[crop].astype(dy.dtype)
+
