@@ -105,3 +105,15 @@ def test_bf16_training_is_within_a_point_of_fp32(compose, tmp_path):
     bf16 = loop.run(compose("trainer.dtype=bfloat16"), tmp_path / "bf16")
     assert fp32["test_top1"] >= 0.95
     assert bf16["test_top1"] >= fp32["test_top1"] - 0.01
+
+
+def test_logged_learning_rate_includes_the_plateau_scale(compose, tmp_path):
+    # rtol=0.9: no epoch improves the loss by 90%, so the plateau halves the rate after each.
+    cfg = compose("trainer.epochs=3", "schedule=plateau", "schedule.rtol=0.9", "optimizer.learning_rate=0.001")
+    loop.run(cfg, tmp_path)
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    train = [r["lr"] for r in records if r["split"] == "train"]
+    assert train[0] == pytest.approx(1e-3) and train[-1] < train[0]
+    halvings = [round(np.log2(1e-3 / lr)) for lr in train]
+    assert train == pytest.approx([1e-3 * 0.5**k for k in halvings], rel=1e-6) and halvings == sorted(halvings)
+    assert records[-1]["split"] == "test" and records[-1]["lr"] == train[-1]

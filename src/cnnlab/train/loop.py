@@ -92,8 +92,10 @@ def run(cfg: Mapping[str, Any], run_dir: Path) -> dict:
         state = par.place(best)
         log.info("restored the best weights: step %d (epoch %d)", ckpts.best_step(), stopper.best_epoch)
     test_metrics = evaluate(job, par, state, "test")
+    trained = [r for r in logs.read(run_dir / "metrics.jsonl") if r["split"] == "train"]
+    last_lr = trained[-1]["lr"] if trained else float(job.learning_rate(0))  # plateau scaling included
     metrics_log.append({"step": progress["step"], "epoch": progress["epoch"], "split": "test", **test_metrics,
-                        "lr": float(job.learning_rate(max(progress["step"] - 1, 0))), "wall_s": wall()})  # fmt: skip
+                        "lr": last_lr, "wall_s": wall()})  # fmt: skip
     records = logs.read(run_dir / "metrics.jsonl")
     summary = summarize(records, test_metrics, stopper, job, steps=progress["step"], wall_s=wall())
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
@@ -160,7 +162,9 @@ def train_epoch(job, par, state, progress: dict, epoch: int, cfg, *, save_mid_ep
             save_mid_epoch(state, None)
     bar.close()
     means = job.running.means(sums, epoch=epoch)
-    means["lr"] = float(job.learning_rate(progress["step"] - 1))  # the rate of the epoch's last update
+    # The rate of the epoch's last update as the step computed it: the schedule times the
+    # plateau scale, which lives in the optimizer state (schedule=plateau).
+    means["lr"] = float(np.ravel(jax.device_get(metrics["lr"]))[-1])
     means["images_per_s"] = images / (time.perf_counter() - started)
     if board:
         board.learning_rates(job.learning_rate, progress["step"] - len(batches), progress["step"])
