@@ -173,6 +173,16 @@ def train_epoch(job, par, state, progress: dict, epoch: int, cfg, *, save_mid_ep
 
 def evaluate(job, par, state, split: str) -> dict:
     """Mean loss and accuracies over every example of a split, each counted once."""
+    totals = eval_totals(job, par, job.eval_step, state, split)
+    count = totals.pop("count")
+    return {k: float(v / count) for k, v in totals.items()}
+
+
+def eval_totals(job, par, eval_step, state, split: str) -> dict[str, np.ndarray]:
+    """`eval_step`'s sums over every example of a split (float64), each counted once.
+
+    The sums keep the step's own shape: () for a single run, (K,) for a vmap sweep's variants.
+    """
     batches = data.eval_batches(
         job.dataset.splits[split], batch_size=job.host_eval_batch_size, normalization=job.dataset.normalization,
         shard_index=jax.process_index(), shard_count=jax.process_count(),
@@ -180,10 +190,9 @@ def evaluate(job, par, state, split: str) -> dict:
     sums = []
     for batch in batches:
         job.check_labels(batch, split, None)
-        sums.append(par.metrics(job.eval_step(state, par.put(batch))))
-    totals = {k: float(np.sum([s[k] for s in jax.device_get(sums)])) for k in sums[0]}
-    count = totals.pop("count")
-    return {k: v / count for k, v in totals.items()}
+        sums.append(par.metrics(eval_step(state, par.put(batch))))
+    sums = jax.device_get(sums)
+    return {key: np.sum(np.stack([s[key] for s in sums]), axis=0, dtype=np.float64) for key in sums[0]}
 
 
 def summarize(records: list[dict], test: dict, stopper, job, *, steps: int, wall_s: float) -> dict:

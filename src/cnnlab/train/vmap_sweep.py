@@ -294,16 +294,7 @@ def train_epoch(program: Program, job: setup.Job, par, state, step: int, epoch: 
 
 def evaluate(program: Program, job: setup.Job, par, state, split: str) -> list[dict]:
     """Each variant's mean loss and accuracies over every example of a split."""
-    batches = data.eval_batches(
-        job.dataset.splits[split], batch_size=job.host_eval_batch_size, normalization=job.dataset.normalization,
-        shard_index=jax.process_index(), shard_count=jax.process_count(),
-    )  # fmt: skip
-    sums = []
-    for batch in batches:
-        job.check_labels(batch, split, None)
-        sums.append(par.metrics(program.eval_step(state, par.put(batch))))
-    sums = jax.device_get(sums)
-    totals = {key: np.sum(np.stack([s[key] for s in sums]), axis=0, dtype=np.float64) for key in sums[0]}  # (K,)
+    totals = loop.eval_totals(job, par, program.eval_step, state, split)  # (K,) each
     count = totals.pop("count")
     k = len(count)
     return [{key: float(value[i] / count[i]) for key, value in totals.items()} for i in range(k)]
