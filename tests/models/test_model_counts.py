@@ -106,6 +106,15 @@ def test_mlp_weights_and_biases_split_as_the_lecture_counts():
         ("googlenet", {"aux_logits": False, "branch3_kernel": 5}, (224, 224, 3), 1000, 7_005_832),
         # kuangliu/pytorch-cifar ResNet18: 3x3 stem, no max-pool, 10 classes.
         ("resnet18", {"cifar_stem": True}, (32, 32, 3), 10, 11_173_962),
+        # The batchnorm study's quarter-width VGG-A on 32x32x1 (by hand): convs 1-16, 16-32,
+        # 32-64, 64-64, 64-128 and 3 x 128-128 (3x3, with bias), then fc 128-256-256-10.
+        (
+            "vgg_a",
+            {"num_filters": 16, "fc_features": 256},
+            (32, 32, 1),
+            10,
+            160 + 4_640 + 18_496 + 36_928 + 73_856 + 3 * 147_584 + 33_024 + 65_792 + 2_570,
+        ),
     ],
 )
 def test_option_variants_match_their_reference_counts(name, options, input_shape, num_classes, expected):

@@ -9,6 +9,8 @@ follow Keras (`block1_conv1` ... `fc1`, `fc2`, `predictions`).
 At 224x224x3 with 1,000 classes: A / A-LRN 132,863,336, B 133,047,848,
 C 133,638,952, D 138,357,544, E 143,667,240 parameters. `batch_norm=True` adds a
 BatchNorm after each convolution (torchvision's `vgg*_bn`, conv bias kept).
+`num_filters` is the first stage's width (the paper's 64); every stage scales
+with it, as in ResNet, so 16 gives a quarter-width net for small-data studies.
 """
 
 from collections.abc import Sequence
@@ -38,6 +40,7 @@ class VGG(nn.Module):
     config: str = "D"
     batch_norm: bool = False
     fc_features: int = 4096
+    num_filters: int = 64  # the first stage's width; the paper's 64-128-256-512-512 scale with it
     dropout_rate: float = 0.5
     strict: bool = False
     conv_impl: str = "auto"  # auto | xla | cpu_matmul: the convolution code (layers.Conv)
@@ -69,6 +72,7 @@ class VGG(nn.Module):
                 continue
             index += 1
             features, kernel = spec if isinstance(spec, tuple) else (spec, 3)
+            features = features * self.num_filters // 64
             name = f"block{stage}_conv{index}"
             x = conv(features, (kernel, kernel), padding="SAME", name=name)(x)  # (B, H, W, features)
             if self.batch_norm:
