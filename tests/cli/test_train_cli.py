@@ -111,15 +111,22 @@ def test_wheel_ships_the_configs(tmp_path):
     (wheel,) = tmp_path.glob("cnnlab-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert {"cnnlab/conf/config.yaml", "cnnlab/conf/model/lenet5.yaml", "cnnlab/conf/data/digits.yaml"} <= set(names)
+    variants = {"cnnlab/conf/experiment/regularization/l1.yaml", "cnnlab/conf/experiment/lr_schedules/plateau.yaml"}
+    assert variants <= set(names)
 
     target = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", target, wheel], check=True)
     # The installed copy comes first on the path, ahead of the editable checkout.
-    proc = subprocess.run(
-        [sys.executable, "-c", "import cnnlab, sys; print(cnnlab.__file__); sys.argv[1:] = ['--cfg', 'job'];"
-         "from cnnlab.cli.train import main; main()"],
-        env={"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"}, capture_output=True, text=True, cwd=tmp_path,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
-    assert str(target) in proc.stdout.splitlines()[0]
-    assert "name: lenet5" in proc.stdout and "epochs: 15" in proc.stdout
+    def installed_config(*overrides: str) -> str:
+        proc = subprocess.run(
+            [sys.executable, "-c", f"import cnnlab, sys; print(cnnlab.__file__); sys.argv[1:] = {['--cfg', 'job', *overrides]};"
+             "from cnnlab.cli.train import main; main()"],
+            env={"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"}, capture_output=True, text=True, cwd=tmp_path,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        assert str(target) in proc.stdout.splitlines()[0]
+        return proc.stdout
+
+    default = installed_config()
+    assert "name: lenet5" in default and "epochs: 15" in default
+    assert "l1: 0.0001" in installed_config("experiment=regularization/l1")  # a study variant, one folder down

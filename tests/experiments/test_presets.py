@@ -66,6 +66,8 @@ def test_debug_mode_shrinks_data_epochs_and_width(compose):
     assert cfg["trainer"]["epochs"] == 1 and cfg["data"]["train_subset"] == cfg["trainer"]["batch_size"] == 16
     assert cfg["model"]["num_filters"] == 8 and compose("experiment=degradation")["model"]["num_filters"] == 16
     assert "num_filters" not in compose("model=resnet18")["model"]  # only in debug mode
+    vgg = compose("experiment=batchnorm", "debug=default")["model"]
+    assert (vgg["num_filters"], vgg["fc_features"]) == (8, 32) and compose("model=vgg11")["model"]["num_filters"] == 64
     imagenet = compose("experiment=imagenet_vgg16", "debug=imagenet")
     assert imagenet["data"]["tfds_name"] == "synthetic_imagenet" and imagenet["parallel"]["cpu_devices"] == 8
     assert imagenet["model"]["fc_features"] == 64 and imagenet["data"]["image_size"] == 32
