@@ -2,7 +2,7 @@
 
     python -m bench.run                       # everything but time-to-accuracy
     python -m bench.run --with-tta            # also benchmark 5 (many minutes on a CPU)
-    python -m bench.run --only 4,6            # a subset; ids: conv 1 2 3 4 5 6 7
+    python -m bench.run --only 4,6            # a subset; ids: conv pool 1 2 3 4 5 6 7
 
 `make bench` installs the `bench` extra (PyTorch's CPU build) and runs this.
 Every figure is a median over rounds, and every comparison a ratio taken
@@ -21,6 +21,7 @@ OUT = Path(__file__).resolve().parents[1] / "docs" / "performance.md"
 
 TITLES = {
     "conv": "CPU convolution, per layer",
+    "pool": "pooling, reduce_window vs tiled",
     "1": "framework overhead",
     "2": "optimizer cost",
     "3": "input pipeline",
@@ -38,16 +39,20 @@ TRIED = {
     "4": "the tap-matmul weight gradient (conv_impl=auto) against XLA's, per layer; tap forms of the forward "
     "pass and the input gradient where they win (one input channel, outputs of <= 16 positions); the "
     "(Cin, M) @ (M, Cout) layout against (M, Cin)^T @ (M, Cout); a single im2col matmul (slower: the 9x "
-    "patch copy); a swapped-dimension lax convolution (issue 9: no gain)",
+    "patch copy), also for the weight gradient of layers of under 8 input channels (1.3x slower on LeNet-5); "
+    "a swapped-dimension lax convolution (issue 9: no gain); pooling through a tiled view instead of "
+    "reduce_window (LeNet-5: 0.59x the step time; ResNet-18-CIFAR has no pool to gain from)",
     "5": "as benchmark 4: the convolution path is the lever; the input pipeline is not (benchmark 3)",
 }
 
 
 def suite(ids: list[str], args) -> list[common.Figure]:
-    from bench import conv_layers, dispatch, gpu_resnet50, optimizers, overhead, pipeline, time_to_accuracy, torch_cpu
+    from bench import (conv_layers, dispatch, gpu_resnet50, optimizers, overhead, pipeline, pooling, time_to_accuracy,
+                       torch_cpu)  # fmt: skip
 
     runners = {
         "conv": lambda: conv_layers.run(rounds=args.rounds, with_torch=True),
+        "pool": lambda: pooling.run(rounds=2 * args.rounds + 1),
         "1": lambda: overhead.run(rounds=2 * args.rounds + 1, resnet_rounds=args.rounds),
         "2": lambda: optimizers.run(rounds=args.rounds, width=args.width),
         "3": lambda: pipeline.run(rounds=2 * args.rounds + 1),
@@ -137,7 +142,7 @@ def render(figures: list[common.Figure], machine: dict, command: str, started: s
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", default="conv,1,2,3,4,5,6,7", help="comma-separated ids")
+    parser.add_argument("--only", default="conv,pool,1,2,3,4,5,6,7", help="comma-separated ids")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--width", type=int, default=16, help="ResNet-18 base width for benchmark 2 (64: full)")
     parser.add_argument("--with-tta", action="store_true", help="run benchmark 5 (time to accuracy)")

@@ -1,5 +1,6 @@
 """Conv arithmetic, the build-time shape errors, and the shared layers."""
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -127,3 +128,26 @@ def test_drop_path_drops_whole_examples_only_in_training():
     per_example = np.unique(np.asarray(y).reshape(64, -1), axis=1)
     assert per_example.shape[1] == 1  # each example is all kept (x 2) or all dropped
     assert set(np.unique(per_example)) == {0.0, 2.0}
+
+
+@pytest.mark.parametrize(
+    "shape, window",
+    [((2, 9, 3), (2,)), ((2, 8, 8, 3), (2, 2)), ((2, 11, 7, 3), (2, 3)), ((1, 4, 6, 6, 2), (2, 3, 2))],
+)
+@pytest.mark.parametrize("pool, reference", [(layers.MaxPool, nn.max_pool), (layers.AvgPool, nn.avg_pool)])
+def test_tiling_pool_equals_reduce_window_with_its_gradient(shape, window, pool, reference):
+    """Windows that tile the input (a VALID remainder dropped) pool through a reshaped view:
+    the same values and, without ties (random inputs), the same gradient as flax's pooling."""
+    x = jax.random.normal(jax.random.key(0), shape)
+    ours = lambda x: pool(window).apply({}, x)  # noqa: E731
+    theirs = lambda x: reference(x, window, window, "VALID")  # noqa: E731
+    np.testing.assert_array_equal(ours(x), theirs(x))
+    cotangent = jax.random.normal(jax.random.key(1), theirs(x).shape)
+    grad = lambda f: jax.grad(lambda x: jnp.sum(f(x) * cotangent))(x)  # noqa: E731
+    np.testing.assert_allclose(grad(ours), grad(theirs), rtol=1e-6, atol=1e-7)
+
+
+def test_max_pool_splits_the_gradient_of_a_tie():
+    """jnp.max's rule at a tie (all-zero windows after a ReLU): the gradient is shared."""
+    grad = jax.grad(lambda x: jnp.sum(layers.MaxPool((2, 2)).apply({}, x)))(jnp.zeros((1, 2, 2, 1)))
+    np.testing.assert_array_equal(grad[0, :, :, 0], [[0.25, 0.25], [0.25, 0.25]])
