@@ -139,3 +139,22 @@ def test_a_failing_job_neither_stops_the_multirun_nor_the_report(cli, tmp_path):
     rows = {r[0]: r for r in table_rows((tmp_path / "report.md").read_text(), "| job |")}
     assert rows["1"][1] == "16" and rows["0"][1] == "5000"
     assert rows["0"][2].startswith("**failed**: ValueError: trainer.batch_size=5000 is larger than the training set")
+
+
+def test_a_sweep_of_many_settings_keeps_its_plots_readable(tmp_path):
+    """35 settings (7 optimizers x 5 rates): the legend grows the figure, not shrinks the plots,
+    and no two settings share both colour and line style."""
+    from cnnlab.report import sweep_figure
+
+    jobs, settings = [], []
+    for n in range(35):
+        write_job(tmp_path / str(n), [f"optimizer=opt{n // 5}", f"optimizer.learning_rate={10.0 ** -(n % 5)}"],
+                  best_val=0.5)  # fmt: skip
+    for job in sweep.find_jobs(tmp_path):
+        jobs.append(job)
+        settings.append(sweep.setting_of(job, sweep.varying_keys(sweep.find_jobs(tmp_path))))
+    fig = sweep_figure.figure(jobs, settings)
+    height = fig.get_size_inches()[1]
+    assert all(ax.get_position().height * height > 3.0 for ax in fig.axes)  # inches of plot, as with 2 settings
+    lines = fig.axes[0].get_lines()
+    assert len(lines) == 35 and len({(str(line.get_color()), line.get_linestyle()) for line in lines}) == 35
