@@ -92,11 +92,13 @@ def run(cfg: Mapping[str, Any], run_dir: Path) -> dict:
         state = par.place(best)
         log.info("restored the best weights: step %d (epoch %d)", ckpts.best_step(), stopper.best_epoch)
     test_metrics = evaluate(job, par, state, "test")
-    trained = [r for r in logs.read(run_dir / "metrics.jsonl") if r["split"] == "train"]
+    records = logs.read(run_dir / "metrics.jsonl")  # every epoch's, those of earlier sessions of a resumed run too
+    trained = [r for r in records if r["split"] == "train"]
     last_lr = trained[-1]["lr"] if trained else float(job.learning_rate(0))  # plateau scaling included
-    metrics_log.append({"step": progress["step"], "epoch": progress["epoch"], "split": "test", **test_metrics,
-                        "lr": last_lr, "wall_s": wall()})  # fmt: skip
-    records = logs.read(run_dir / "metrics.jsonl")
+    test_record = {"step": progress["step"], "epoch": progress["epoch"], "split": "test", **test_metrics,
+                   "lr": last_lr, "wall_s": wall()}  # fmt: skip
+    metrics_log.append(test_record)
+    records.append(test_record)
     summary = summarize(records, test_metrics, stopper, job, steps=progress["step"], wall_s=wall())
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     curves.plot(records, run_dir / "curves.png")
