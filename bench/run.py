@@ -41,7 +41,7 @@ TRIED = {
     "(Cin, M) @ (M, Cout) layout against (M, Cin)^T @ (M, Cout); a single im2col matmul (slower: the 9x "
     "patch copy), also for the weight gradient of layers of under 8 input channels (1.3x slower on LeNet-5); "
     "a swapped-dimension lax convolution (issue 9: no gain); pooling through a tiled view instead of "
-    "reduce_window (LeNet-5: 0.59x the step time; ResNet-18-CIFAR has no pool to gain from)",
+    "reduce_window (LeNet-5: 0.64x the step time; ResNet-18-CIFAR has no pool to gain from)",
     "5": "as benchmark 4: the convolution path is the lever; the input pipeline is not (benchmark 3)",
 }
 
