@@ -115,12 +115,20 @@ def test_mlp_weights_and_biases_split_as_the_lecture_counts():
             10,
             160 + 4_640 + 18_496 + 36_928 + 73_856 + 3 * 147_584 + 33_024 + 65_792 + 2_570,
         ),
+        # The time-to-accuracy benchmark's wide typical CNN (by hand): conv 1-32 and 32-64
+        # (3x3, with bias), then fc 5*5*64-128-10.
+        ("typical_cnn", {"features": (32, 64), "hidden_size": 128}, (28, 28, 1), 10, 320 + 18_496 + 204_928 + 1_290),
     ],
 )
 def test_option_variants_match_their_reference_counts(name, options, input_shape, num_classes, expected):
     logits, variables = abstract_init(models.create(name, num_classes=num_classes, **options), input_shape)
     assert size(variables["params"]) == expected
     assert logits.shape == (1, num_classes)
+
+
+def test_typical_cnn_names_its_two_widths_when_given_another_number():
+    with pytest.raises(ValueError, match=r"typical_cnn has two convolutions: features must be 2 widths, got \[8, 16, 32\]"):
+        abstract_init(models.create("typical_cnn", num_classes=10, features=[8, 16, 32]), (28, 28, 1))
 
 
 def test_googlenet_returns_two_aux_logits_in_training_and_none_in_eval():

@@ -40,9 +40,14 @@ class TypicalCNN(nn.Module):
 
     conv8@3x3 -> maxpool2 -> conv16@3x3 -> maxpool2 -> dense64 -> dropout -> dense10,
     valid padding and ReLU, exactly the rows of the lecture's Keras summary.
+    `features` and `hidden_size` widen it without changing its shape (the
+    time-to-accuracy benchmark's (32, 64) and 128 reach 91% on Fashion-MNIST,
+    which the lecture's widths do not).
     """
 
     num_classes: int = 10
+    features: Sequence[int] = (8, 16)
+    hidden_size: int = 64
     dropout_rate: float = 0.5
     strict: bool = False
     conv_impl: str = "auto"  # auto | xla | cpu_matmul: the convolution code (layers.Conv)
@@ -53,12 +58,14 @@ class TypicalCNN(nn.Module):
     def __call__(self, x, train: bool = False):
         conv = layers.conv_factory(self, kernel_size=(3, 3), padding="VALID")
         dense = layers.dense_factory(self)
-        x = nn.relu(conv(8, name="conv1")(x))  # (B, 26, 26, 8)
+        if len(self.features) != 2:
+            raise ValueError(f"typical_cnn has two convolutions: features must be 2 widths, got {list(self.features)}")
+        x = nn.relu(conv(self.features[0], name="conv1")(x))  # (B, 26, 26, 8)
         x = layers.MaxPool((2, 2), strict=self.strict, name="pool1")(x)  # (B, 13, 13, 8)
-        x = nn.relu(conv(16, name="conv2")(x))  # (B, 11, 11, 16)
+        x = nn.relu(conv(self.features[1], name="conv2")(x))  # (B, 11, 11, 16)
         x = layers.MaxPool((2, 2), strict=self.strict, name="pool2")(x)  # (B, 5, 5, 16)
         x = layers.Flatten(name="flatten")(x)  # (B, 400)
-        x = nn.relu(dense(64, name="dense1")(x))
+        x = nn.relu(dense(self.hidden_size, name="dense1")(x))
         x = nn.Dropout(self.dropout_rate, deterministic=not train, name="dropout")(x)
         return dense(self.num_classes, name="dense2")(x)
 
