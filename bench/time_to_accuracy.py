@@ -1,18 +1,23 @@
 """Benchmark 5: wall seconds from a cold start to 91% Fashion-MNIST test top-1, cnnlab vs PyTorch.
 
-    python -m bench.time_to_accuracy [--model lenet5] [--max-epochs 20] [--target 0.91]
+    python -m bench.time_to_accuracy [--model wide_typical_cnn] [--max-epochs 15] [--target 0.91]
 
-Recipe, the same on both sides: the model (LeNet-5 with ReLU and max-pooling
-by default, or typical_cnn), Adam at lr 1e-3, batch 128, Fashion-MNIST at
-32x32 (28x28 for typical_cnn) z-scored with the training split's statistics,
-the same shuffled batches from cnnlab's pipeline, and the test set evaluated
-after every epoch. The clock starts before the data is loaded and the model
-is built (compilation included) and stops at the first epoch whose test top-1
-reaches the target. cnnlab's side runs the loop's own `train_epoch` and
-`evaluate`. Goal: faster than PyTorch.
+Recipe, the same on both sides: the model, Adam at lr 2e-3 decayed by half a
+cosine to 0 over the `--max-epochs` budget (per step), batch 128, Fashion-MNIST
+z-scored with the training split's statistics, the same shuffled batches from
+cnnlab's pipeline, and the test set evaluated after every epoch. The clock
+starts before the data is loaded and the model is built (compilation
+included) and stops at the first epoch whose test top-1 reaches the target.
+cnnlab's side runs the loop's own `train_epoch` and `evaluate`. Goal: faster
+than PyTorch. The initializations differ (flax's and PyTorch's defaults).
+
+The default model is the typical CNN at widths (32, 64) and a dense 128
+(225,034 parameters): on this recipe, LeNet-5 stopped at 90.5-90.9% in 15
+epochs and the lecture's 27,562-parameter typical CNN lower still.
 """
 
 import argparse
+import math
 import time
 
 import jax
@@ -20,19 +25,34 @@ import numpy as np
 
 from bench import common, fashion
 
-SIZES = {"lenet5": 32, "typical_cnn": 28}
+# model: (cnnlab overrides, image size, PyTorch twin's arguments)
+MODELS = {
+    "lenet5": (["model=lenet5"], 32, {}),
+    "typical_cnn": (["model=typical_cnn"], 28, {}),
+    "wide_typical_cnn": (["model=typical_cnn", "model.features=[32,64]", "model.hidden_size=128"], 28,
+                         {"features": (32, 64), "hidden_size": 128}),
+}  # fmt: skip
+LEARNING_RATE = 2e-3
+BATCH = 128
 
 
-def recipe(model: str) -> list[str]:
-    return [f"model={model}", "optimizer=adam", "optimizer.learning_rate=0.001", "trainer.batch_size=128",
-            f"data.image_size={SIZES[model]}", "logger.progress_bar=false", "logger.tensorboard=false"]  # fmt: skip
+def recipe(model: str, epochs: int) -> list[str]:
+    overrides, size, _ = MODELS[model]
+    return [*overrides, "optimizer=adam", f"optimizer.learning_rate={LEARNING_RATE}", f"trainer.batch_size={BATCH}",
+            "schedule=cosine", f"schedule.length={epochs}", f"trainer.epochs={epochs}", f"data.image_size={size}",
+            "logger.progress_bar=false", "logger.tensorboard=false"]  # fmt: skip
+
+
+def cosine(step: int, total_steps: int) -> float:
+    """optax.cosine_decay_schedule's factor at `step` (alpha 0), for PyTorch's LambdaLR."""
+    return 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / total_steps))
 
 
 def cnnlab_run(model: str, max_epochs: int, target: float) -> dict:
     from cnnlab.train import loop, parallel, setup
 
     start = time.perf_counter()
-    cfg = fashion.config(*recipe(model), f"trainer.epochs={max_epochs}")
+    cfg = fashion.config(*recipe(model, max_epochs))
     par = parallel.create(cfg["parallel"]["name"])
     job = setup.build(cfg, par)
     state = par.init(job.init_state)
@@ -59,20 +79,23 @@ def torch_run(model: str, max_epochs: int, target: float) -> dict:
     torch.set_num_threads(torch_cpu.threads())
     torch.manual_seed(0)
     start = time.perf_counter()
-    cfg = fashion.config(*recipe(model))
+    cfg = fashion.config(*recipe(model, max_epochs))
     dataset = data.load(cfg["data"])
-    net = (torch_models.lenet5 if model == "lenet5" else torch_models.typical_cnn)()
-    opt = torch.optim.Adam(net.parameters(), lr=1e-3, eps=1e-8)
+    net = getattr(torch_models, cfg["model"]["name"])(**MODELS[model][2])
+    opt = torch.optim.Adam(net.parameters(), lr=LEARNING_RATE, eps=1e-8)
+    total_steps = max_epochs * (len(dataset.splits["train"]) // BATCH)  # cnnlab's steps per epoch drop the remainder
+    schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: cosine(step, total_steps))
     as_torch = lambda b: torch.from_numpy(np.ascontiguousarray(b["image"].transpose(0, 3, 1, 2)))  # noqa: E731
     curve = []
     for epoch in range(max_epochs):
         net.train()
-        batches = data.train_batches(dataset.splits["train"], batch_size=128, seed=cfg["seed"], epoch=epoch,
+        batches = data.train_batches(dataset.splits["train"], batch_size=BATCH, seed=cfg["seed"], epoch=epoch,
                                      normalization=dataset.normalization)  # fmt: skip
         for batch in batches.to_iter_dataset(grain.ReadOptions(num_threads=2, prefetch_buffer_size=4)):
             opt.zero_grad(set_to_none=True)
             torch.nn.functional.cross_entropy(net(as_torch(batch)), torch.from_numpy(batch["label"]).long()).backward()
             opt.step()
+            schedule.step()
         net.eval()
         correct = total = 0
         with torch.no_grad():
@@ -87,7 +110,7 @@ def torch_run(model: str, max_epochs: int, target: float) -> dict:
     return {"seconds": time.perf_counter() - start, "reached": curve[-1][2] >= target, "curve": curve}
 
 
-def run(model: str = "lenet5", max_epochs: int = 20, target: float = 0.91, with_torch: bool = True) -> list[common.Figure]:
+def run(model: str = "wide_typical_cnn", max_epochs: int = 15, target: float = 0.91, with_torch: bool = True) -> list[common.Figure]:
     ours = cnnlab_run(model, max_epochs, target)
     theirs = torch_run(model, max_epochs, target) if with_torch else None
     where = jax.default_backend()
@@ -99,15 +122,15 @@ def run(model: str = "lenet5", max_epochs: int = 20, target: float = 0.91, with_
         value = f"{ours['seconds']:.0f} s vs {theirs['seconds']:.0f} s"
     return [common.Figure(
         "5", f"time to {target:.0%} Fashion-MNIST test top-1, {model} on {where}" + (", cnnlab vs PyTorch" if theirs else ""),
-        value, batch="128", goal="faster than PyTorch" if theirs else "", ratio=ratio, met=met,
+        value, batch=str(BATCH), goal="faster than PyTorch" if theirs else "", ratio=ratio, met=met,
         notes=f"cnnlab (epoch, s, top-1): {ours['curve'][-3:]}" + (f"; torch: {theirs['curve'][-3:]}" if theirs else ""),
     )]  # fmt: skip
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="lenet5", choices=sorted(SIZES))
-    parser.add_argument("--max-epochs", type=int, default=20)
+    parser.add_argument("--model", default="wide_typical_cnn", choices=sorted(MODELS))
+    parser.add_argument("--max-epochs", type=int, default=15, help="the epoch budget: the cosine decays over it")
     parser.add_argument("--target", type=float, default=0.91)
     parser.add_argument("--no-torch", action="store_true")
     args = parser.parse_args()

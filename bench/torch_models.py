@@ -2,7 +2,7 @@
 
 Same layers, shapes and parameter counts as cnnlab's modules: LeNet-5 (ReLU,
 max-pooling: conf/model/lenet5.yaml) 61,706; ResNet-18 with the CIFAR stem
-11,173,962 at 10 classes; the typical CNN 27,562.
+11,173,962 at 10 classes; the typical CNN 27,562 (225,034 at widths (32, 64) and 128).
 """
 
 import torch
@@ -18,11 +18,11 @@ def lenet5(num_classes: int = 10) -> nn.Module:
     )  # fmt: skip
 
 
-def typical_cnn(num_classes: int = 10) -> nn.Module:
+def typical_cnn(num_classes: int = 10, features: tuple[int, int] = (8, 16), hidden_size: int = 64) -> nn.Module:
     return nn.Sequential(
-        nn.Conv2d(1, 8, 3), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(8, 16, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
-        nn.Linear(400, 64), nn.ReLU(), nn.Dropout(0.5), nn.Linear(64, num_classes),
+        nn.Conv2d(1, features[0], 3), nn.ReLU(), nn.MaxPool2d(2),  # (B, f0, 13, 13)
+        nn.Conv2d(features[0], features[1], 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),  # (B, f1 * 5 * 5)
+        nn.Linear(25 * features[1], hidden_size), nn.ReLU(), nn.Dropout(0.5), nn.Linear(hidden_size, num_classes),
     )  # fmt: skip
 
 
