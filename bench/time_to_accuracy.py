@@ -12,8 +12,8 @@ cnnlab's side runs the loop's own `train_epoch` and `evaluate`. Goal: faster
 than PyTorch. The initializations differ (flax's and PyTorch's defaults).
 
 The default model is the typical CNN at widths (32, 64) and a dense 128
-(225,034 parameters): on this recipe, LeNet-5 stopped at 90.5-90.9% in 15
-epochs and the lecture's 27,562-parameter typical CNN lower still.
+(225,034 parameters). With this recipe in PyTorch, LeNet-5 stopped at 90.9%
+after 15 epochs and the lecture's 27,562-parameter typical CNN at 88.6%.
 """
 
 import argparse
