@@ -47,7 +47,8 @@ TRIED = {
     "a swapped-dimension lax convolution (issue 9: no gain); pooling through a tiled view instead of "
     "reduce_window (LeNet-5: 0.64x the step time; ResNet-18-CIFAR has no pool to gain from); stride-1 taps as "
     "contiguous row offsets of the flattened padded input (weight gradient 0.81-0.89x the tap form's, forward as "
-    "one im2col product 1.9x XLA's, input gradient 7x; built for the weight gradient, the whole ResNet-18-CIFAR step took 1.02-1.04x the strided form's time: not kept)",
+    "one im2col product 1.9x XLA's, input gradient 7x; built for the weight gradient, the whole "
+    "ResNet-18-CIFAR step took 1.02-1.04x the strided form's time: not kept)",
     "5": "as benchmark 4: the convolution path is the lever; the input pipeline is not (benchmark 3), nor the loop "
     "(an epoch of train_epoch within 5% of the bare step over the same batches); a recipe that reaches 91% on both "
     "sides (LeNet-5 stopped at 90.1-90.9%)",
