@@ -17,7 +17,6 @@ after 15 epochs and the lecture's 27,562-parameter typical CNN at 88.6%.
 """
 
 import argparse
-import math
 import time
 
 import jax
@@ -41,11 +40,6 @@ def recipe(model: str, epochs: int) -> list[str]:
     return [*overrides, "optimizer=adam", f"optimizer.learning_rate={LEARNING_RATE}", f"trainer.batch_size={BATCH}",
             "schedule=cosine", f"schedule.length={epochs}", f"trainer.epochs={epochs}", f"data.image_size={size}",
             "logger.progress_bar=false", "logger.tensorboard=false"]  # fmt: skip
-
-
-def cosine(step: int, total_steps: int) -> float:
-    """optax.cosine_decay_schedule's factor at `step` (alpha 0), for PyTorch's LambdaLR."""
-    return 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / total_steps))
 
 
 def cnnlab_run(model: str, max_epochs: int, target: float) -> dict:
@@ -74,7 +68,7 @@ def torch_run(model: str, max_epochs: int, target: float) -> dict:
     import torch
 
     from bench import torch_cpu, torch_models
-    from cnnlab import data
+    from cnnlab import data, optim
 
     torch.set_num_threads(torch_cpu.threads())
     torch.manual_seed(0)
@@ -83,8 +77,12 @@ def torch_run(model: str, max_epochs: int, target: float) -> dict:
     dataset = data.load(cfg["data"])
     net = getattr(torch_models, cfg["model"]["name"])(**MODELS[model][2])
     opt = torch.optim.Adam(net.parameters(), lr=LEARNING_RATE, eps=1e-8)
-    total_steps = max_epochs * (len(dataset.splits["train"]) // BATCH)  # cnnlab's steps per epoch drop the remainder
-    schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: cosine(step, total_steps))
+    # The learning rate of every step from the schedule cnnlab builds for the same config, computed once.
+    steps_per_epoch = len(dataset.splits["train"]) // BATCH  # cnnlab's epochs drop the remainder
+    _, learning_rate = optim.build(cfg["optimizer"], cfg["schedule"], steps_per_epoch=steps_per_epoch)
+    rates = np.asarray(learning_rate(np.arange(max_epochs * steps_per_epoch)))
+    factor = lambda step: float(rates[min(step, len(rates) - 1)]) / LEARNING_RATE  # noqa: E731
+    schedule = torch.optim.lr_scheduler.LambdaLR(opt, factor)
     as_torch = lambda b: torch.from_numpy(np.ascontiguousarray(b["image"].transpose(0, 3, 1, 2)))  # noqa: E731
     curve = []
     for epoch in range(max_epochs):
