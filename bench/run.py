@@ -192,19 +192,16 @@ def merge(kept: list[common.Figure], runs: list[Run], new: list[common.Figure], 
 
 
 _CELL = re.compile(r"(?<!\\)\|")
-_LEGACY = re.compile(r"^Written by `(?P<command>[^`]+)` \(bench/run.py\) on (?P<started>[^:]+:\d\d)\.")
 _RUN = re.compile(r"^- `(?P<command>[^`]+)` on (?P<started>[^:]+:\d\d): (?P<ids>.+)$")
 
 
 def read_page(text: str) -> tuple[list[common.Figure], list[Run], str]:
     """The figure rows, the runs and the hand-written notes (a "## Notes" section
-    at the end) of a page that `render` wrote; an older page has no run list."""
+    at the end) of a page that `render` wrote."""
     text, notes_heading, notes = text.partition("\n## Notes")
-    figures, runs, in_table, legacy = [], [], False, None
+    figures, runs, in_table = [], [], False
     for line in text.splitlines():
-        if match := _LEGACY.match(line):
-            legacy = match
-        elif match := _RUN.match(line):
+        if match := _RUN.match(line):
             runs.append(Run(match["command"], match["started"], match["ids"].split(", ")))
         elif line.startswith("| # |"):
             in_table = True
@@ -217,8 +214,6 @@ def read_page(text: str) -> tuple[list[common.Figure], list[Run], str]:
                                          remarks))  # fmt: skip
         elif in_table and not line.startswith("|"):
             in_table = False
-    if legacy and not runs:  # one run wrote the whole page
-        runs = [Run(legacy["command"], legacy["started"], list(dict.fromkeys(f.bench for f in figures)))]
     return figures, runs, (notes_heading.lstrip() + notes).strip()
 
 

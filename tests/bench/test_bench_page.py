@@ -25,10 +25,3 @@ def test_a_subset_run_replaces_its_rows_and_keeps_the_rest():
     assert "- `python -m bench.run --only 5 --with-tta` on 2026-11-23 02:00: 5" in text
     assert "not measured" not in text
 
-
-def test_a_page_from_before_the_run_list_is_one_run_of_all_its_rows():
-    text = "Written by `python -m bench.run --with-tta` (bench/run.py) on 2026-11-22 22:54. Every figure...\n\n"
-    text += page([common.Figure("conv", "stem", "4 ms"), common.Figure("2", "adam", "1.0", ratio=1.0, met=True)], [])
-    figures, runs, _ = run.read_page(text)
-    assert [f.bench for f in figures] == ["conv", "2"]
-    assert runs == [run.Run("python -m bench.run --with-tta", "2026-11-22 22:54", ["conv", "2"])]
