@@ -6,9 +6,12 @@ import socket
 import subprocess
 import sys
 
+import jax
 import numpy as np
 import pytest
+from jax import lax
 
+from cnnlab.train import parallel
 from tests.conftest import REPO
 
 
@@ -28,6 +31,25 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("localhost", 0))
         return s.getsockname()[1]
+
+
+def test_jit_compiles_convolutions_without_ynnpack_on_the_cpu():
+    """A run's programs use XLA's own convolution (`parallel.CPU_COMPILER_OPTIONS`),
+    where XLA's defaults hand it to YNNPACK; the numbers agree to float tolerance."""
+    x = jax.random.normal(jax.random.key(0), (8, 16, 16, 32))
+    w = jax.random.normal(jax.random.key(1), (3, 3, 32, 32))
+
+    def weight_grad(w, x):
+        conv = lambda w: lax.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # noqa: E731
+        return jax.grad(lambda w: (conv(w) ** 2).sum())(w)
+
+    par = parallel.create("jit")
+    assert par.compiler_options == {"xla_cpu_experimental_ynn_fusion_type": ""}
+    ours, defaults = par.compile_eval(weight_grad), jax.jit(weight_grad)
+    assert "ynn_fusion" not in ours.lower(w, x).compile().as_text()
+    assert "ynn_fusion" in defaults.lower(w, x).compile().as_text()
+    expected = defaults(w, x)  # sums of 2,048 products: compared relative to the largest
+    np.testing.assert_allclose(ours(w, x), expected, atol=1e-5 * float(np.abs(expected).max()))
 
 
 def test_one_device_equals_eight_for_jit_and_pmap():

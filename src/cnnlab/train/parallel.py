@@ -15,6 +15,10 @@ mean over the global batch, so the numbers equal a single device's.
 
 `pmap`: the step runs per device on its slice of the batch and averages
 gradients, batch statistics and metrics with `lax.pmean` over `batch`.
+
+On the CPU backend `jit` compiles with `compiler_options()`: XLA's own
+convolutions, dots and reductions instead of its YNNPACK library calls
+(`pmap` takes no compiler options and keeps XLA's defaults).
 """
 
 import dataclasses
@@ -30,6 +34,22 @@ from jax.sharding import PartitionSpec as P
 log = logging.getLogger(__name__)
 
 AXIS = "batch"  # the pmap axis name that steps average over
+
+
+# jaxlib 0.10's XLA:CPU hands f32 convolutions, dots and reductions to YNNPACK
+# ("library fusions", on by default). Its convolution gradients were the slow
+# part of every CNN step: the weight gradient of ResNet-18-CIFAR's 3x3 layer at
+# 32x32x64 took 12-28x as long there as in XLA's own (Eigen) convolution, and
+# whole train steps of LeNet-5, a typical CNN and ResNet-18-CIFAR took 1.6-2.6x
+# as long (`bench/xla_options.py`). Later XLA releases take f32 convolutions off
+# YNNPACK themselves.
+CPU_COMPILER_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": ""}
+
+
+def compiler_options() -> dict[str, Any] | None:
+    """The XLA options cnnlab compiles its steps with: `CPU_COMPILER_OPTIONS` on
+    the CPU backend, XLA's defaults (None) on GPUs and TPUs."""
+    return dict(CPU_COMPILER_OPTIONS) if jax.default_backend() == "cpu" else None
 
 
 def initialize_multihost(cfg: Mapping[str, Any]) -> None:
@@ -55,6 +75,7 @@ def check_batch_size(name: str, batch_size: int) -> None:
 @dataclasses.dataclass(frozen=True)
 class Jit:
     mesh: Mesh
+    compiler_options: dict[str, Any] | None = None  # for every program it compiles
 
     @property
     def replicated(self) -> NamedSharding:
@@ -69,13 +90,14 @@ class Jit:
         # nothing is materialized twice.
         abstract = jax.eval_shape(init_fn)
         shardings = jax.tree.map(lambda _: self.replicated, abstract)
-        return jax.jit(init_fn, out_shardings=shardings)()
+        return jax.jit(init_fn, out_shardings=shardings, compiler_options=self.compiler_options)()
 
     def compile_train(self, step: Callable) -> Callable:
-        return jax.jit(step, out_shardings=(self.replicated, self.replicated), donate_argnums=0)
+        return jax.jit(step, out_shardings=(self.replicated, self.replicated), donate_argnums=0,
+                       compiler_options=self.compiler_options)  # fmt: skip
 
     def compile_eval(self, step: Callable) -> Callable:
-        return jax.jit(step, out_shardings=self.replicated)
+        return jax.jit(step, out_shardings=self.replicated, compiler_options=self.compiler_options)
 
     def put(self, local_batch: Mapping[str, np.ndarray], batch_axis: int = 0) -> dict[str, jax.Array]:
         spec = P(*([None] * batch_axis), "data")
@@ -138,7 +160,7 @@ class Pmap:
 def create(name: str):
     """The `parallel=jit|pmap` strategy over every device."""
     if name == "jit":
-        return Jit(Mesh(np.array(jax.devices()), ("data",)))
+        return Jit(Mesh(np.array(jax.devices()), ("data",)), compiler_options())
     if name == "pmap":
         return Pmap(tuple(jax.local_devices()))
     raise ValueError(f"parallel.name must be jit or pmap, got {name!r}")
