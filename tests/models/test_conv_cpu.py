@@ -85,9 +85,11 @@ def test_every_tap_candidate_equals_lax(case):
 
 
 def test_plan_uses_taps_where_the_benchmark_measured_them_faster():
-    assert conv_cpu.plan((64, 32, 32, 64), (3, 3, 64, 64), (32, 32), 1) == ("xla", "xla", "taps")
-    assert conv_cpu.plan((128, 32, 32, 1), (5, 5, 1, 6), (28, 28), 1) == ("taps", "xla", "xla")
-    assert conv_cpu.plan((128, 5, 5, 16), (5, 5, 16, 120), (1, 1), 1) == ("xla", "taps", "taps")
+    assert conv_cpu.plan((64, 32, 32, 64), (3, 3, 64, 64), (32, 32), 1) == ("xla", "xla", "xla")
+    assert conv_cpu.plan((64, 32, 32, 64), (1, 1, 64, 128), (16, 16), 1) == ("xla", "xla", "taps")  # downsample
+    assert conv_cpu.plan((128, 32, 32, 1), (5, 5, 1, 6), (28, 28), 1) == ("taps", "taps", "xla")
+    assert conv_cpu.plan((128, 14, 14, 6), (5, 5, 6, 16), (10, 10), 1) == ("xla", "taps", "xla")
+    assert conv_cpu.plan((128, 5, 5, 16), (5, 5, 16, 120), (1, 1), 1) == ("xla", "taps", "xla")
     assert conv_cpu.plan((8, 8, 8, 32), (3, 3, 1, 32), (8, 8), 32) == ("xla", "xla", "xla")  # depthwise: XLA's
 
 

@@ -1,10 +1,8 @@
-"""A convolution for XLA:CPU whose gradients are matrix products, one per kernel tap.
+"""A convolution for XLA:CPU whose parts can be matrix products, one per kernel tap.
 
-XLA:CPU computes the weight gradient of a convolution as a convolution with
-the batch and feature axes swapped, which is several times slower than the
-forward pass at the large-batch, high-resolution layers of a CNN (ResNet-18's
-32x32x64 stage at batch 64: `bench/conv_layers.py`). The same gradient is a
-sum of ordinary matrix products, one per tap (i, j) of the kernel:
+A convolution's forward pass and both of its gradients are sums of ordinary
+matrix products, one per tap (i, j) of the kernel; the weight gradient, for
+example:
 
     dW[i, j] = X_ij^T @ dY        X_ij: (B*Ho*Wo, Cin), the input shifted by the tap
                                   dY:   (B*Ho*Wo, Cout), the output's gradient
@@ -12,16 +10,18 @@ sum of ordinary matrix products, one per tap (i, j) of the kernel:
 where X_ij is the strided slice of the padded input that tap (i, j) sees. The
 slices are taken from the input laid out (Cin, B, H, W), so each product is a
 row-major (Cin, M) @ (M, Cout) matmul (XLA:CPU ran the bare product 2.6x
-faster in that layout than as (M, Cin)^T @ (M, Cout); inside a layer the two
-measured alike except at a strided 8x8 layer, where it was 1.5x faster).
+faster in that layout than as (M, Cin)^T @ (M, Cout)).
 
 `conv_general_dilated` has `lax.conv_general_dilated`'s signature and is a
 `jax.custom_vjp`. `plan` picks, per layer, XLA's own code or the tap form
 for each of the forward pass, the input gradient and the weight gradient,
-from the per-layer measurements of `bench/conv_layers.py`; mostly the tap
-form computes the weight gradient and XLA the rest. Anything it does not
-cover (input dilation, other layouts, batch groups, negative padding) goes
-to `lax.conv_general_dilated` unchanged.
+from the per-layer measurements of `bench/conv_layers.py`. Compiled as runs
+compile (`parallel.compiler_options()`: XLA's own Eigen convolution, not
+YNNPACK's, whose weight gradient was up to 28x slower), XLA's code wins at
+the large layers and the taps at the small ones: few input channels, outputs
+of one position, 1x1 kernels. Anything the taps do not cover (input
+dilation, other layouts, batch groups, negative padding) goes to
+`lax.conv_general_dilated` unchanged.
 
 `Conv(conv_impl=...)` (in `layers`) picks the implementation:
 
@@ -72,26 +72,32 @@ class Plan(NamedTuple):
 
 
 def plan(input_shape: Sequence[int], kernel_shape: Sequence[int], output_spatial: Sequence[int], groups: int) -> Plan:
-    """The per-layer choice, from `bench/conv_layers.py`'s per-layer measurements:
+    """The per-layer choice, from `bench/conv_layers.py`'s per-layer measurements
+    (compiled as runs compile, with `parallel.compiler_options()`):
 
     - forward: the taps as one im2col product when there is a single input
-      channel and one group (LeNet-5's C1, the typical CNN's conv1 on grey
-      images: XLA's convolution was ~10x slower there); XLA's otherwise (1-3x
+      channel and one group (the typical CNN's conv1 on grey images: 3x faster
+      than XLA's convolution; LeNet-5's C1: even); XLA's otherwise (1.5-3x
       faster than the tap form). One product keeps XLA's FLOP count exact;
-    - input gradient: taps when the output has at most 16 positions (LeNet-5's C5
-      and ResNet's 4x4 stage: XLA's transposed convolution is slow on tiny
-      outputs), XLA's otherwise;
-    - weight gradient: taps when the input has at least 8 channels and there is
-      one group (1.0-7x faster than XLA at every such layer measured), XLA's
-      below 8 channels (a (1, M) @ (M, Cout) product per tap is slower there).
+    - input gradient: taps when the input has under 8 channels (LeNet-5's C1
+      and C3, the typical CNN's conv1, ResNet's stem: 1.2-2.6x faster) or the
+      output is a single position (LeNet-5's C5: XLA's transposed convolution
+      took 3 ms, the taps 0.3); XLA's otherwise (up to 2.2x faster at ResNet's
+      32x32x64 stage; at its 4x4 stage the taps won the layer alone by 5% but
+      made the whole step of ResNet-18-CIFAR at widths 16-128 6% slower);
+    - weight gradient: taps for 1x1 kernels (one product, X^T @ dY: 1.0-2x
+      faster at ResNet's strided downsamples); XLA's otherwise (2-3.6x faster
+      than the taps at every 3x3 and 5x5 layer measured).
 
     Grouped and depthwise convolutions keep XLA's code everywhere: their tap
     forms are correct (tested) but were not measured faster.
     """
     cin, cin_g = input_shape[-1], kernel_shape[-2]
-    forward = "taps" if cin_g == 1 and groups == 1 else "xla"
-    input_grad = "taps" if math.prod(output_spatial) <= 16 and groups == 1 else "xla"
-    weight_grad = "taps" if cin >= 8 and groups == 1 else "xla"
+    if groups != 1:
+        return Plan("xla", "xla", "xla")
+    forward = "taps" if cin_g == 1 else "xla"
+    input_grad = "taps" if cin < 8 or math.prod(output_spatial) == 1 else "xla"
+    weight_grad = "taps" if math.prod(kernel_shape[:-2]) == 1 else "xla"
     return Plan(forward, input_grad, weight_grad)
 
 
@@ -274,8 +280,7 @@ def forward_taps(x, w, strides, padding, dilation, groups: int = 1, precision: A
 
 
 def input_grad_taps(dy, w, input_shape, strides, padding, dilation, groups: int = 1, precision: Any = None):
-    """dL/dx as one matmul per tap, scattered into the padded input (a candidate
-    that `bench/conv_layers.py` measures; not used by `conv_general_dilated`)."""
+    """dL/dx as one matmul per tap, scattered into the padded input."""
     rank = dy.ndim - 2
     kernel, (cin_g, cout) = w.shape[:rank], w.shape[rank:]
     out = dy.shape[1:-1]

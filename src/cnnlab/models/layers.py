@@ -9,8 +9,9 @@ fails with the layer's path and the conv arithmetic
 
 instead of an XLA shape error deep in a trace. `strict=True` also rejects a
 stride that does not tile its (padded) input exactly. `Conv(conv_impl=...)`
-picks the convolution code: on the CPU backend ("auto") the weight gradient is
-one matmul per kernel tap (`conv_cpu`), several times faster than XLA:CPU's.
+picks the convolution code: on the CPU backend ("auto") the parts of a small
+layer where XLA:CPU is slow (few input channels, a one-position output, a 1x1
+kernel's weight gradient) are matmuls, one per kernel tap (`conv_cpu`).
 
 The pooling, flatten and dropout steps are modules (not bare functions) so that
 they appear as rows in the Keras-style summary, as they do in Keras.
@@ -122,9 +123,9 @@ class Conv(nn.Conv):
     Same parameters and names as `nn.Conv` (so weights are interchangeable).
     `conv_impl` picks the code that computes it, with the same numbers to float
     tolerance: "xla" is `lax.conv_general_dilated`; "cpu_matmul" is
-    `conv_cpu.conv_general_dilated` (XLA's forward pass, gradients as one
-    matmul per kernel tap where that is faster on XLA:CPU); "auto" is
-    "cpu_matmul" on the CPU backend and "xla" on any other.
+    `conv_cpu.conv_general_dilated` (XLA's code, or one matmul per kernel tap
+    for the parts of a layer where that is faster on XLA:CPU); "auto" is
+    "cpu_matmul" on a single CPU device and "xla" on any other.
     """
 
     strict: bool = False
