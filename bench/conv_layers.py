@@ -1,7 +1,8 @@
 """Per-layer microbenchmark: XLA:CPU's convolution against the tap-matmul candidates.
 
 For every distinct convolution of ResNet-18 with the CIFAR stem at batch 64
-(and LeNet-5's at batch 128), times the forward pass, the input gradient and
+(and LeNet-5's and the wide typical CNN's at batch 128), compiled with the
+options a run uses (`parallel.compiler_options()`), times the forward pass, the input gradient and
 the weight gradient of each candidate side by side, and the whole
 forward + backward of `conv_impl=xla` against `conv_impl=cpu_matmul`:
 
@@ -24,6 +25,7 @@ from jax import lax
 
 from bench import common
 from cnnlab.models import conv_cpu
+from cnnlab.train import parallel
 
 DN = ("NHWC", "HWIO", "NHWC")
 
@@ -46,6 +48,14 @@ LENET5 = [
     ("LeNet C3 14x14 6->16 5x5", 128, 14, 6, 16, 5, 1, 0, 1),
     ("LeNet C5 5x5 16->120 5x5", 128, 5, 16, 120, 5, 1, 0, 1),
 ]
+WIDE_TYPICAL_CNN = [  # typical_cnn with features (32, 64): benchmark 5's model
+    ("typical conv1 28x28 1->32", 128, 28, 1, 32, 3, 1, 0, 1),
+    ("typical conv2 13x13 32->64", 128, 13, 32, 64, 3, 1, 0, 1),
+]
+
+
+def jit(fn):
+    return jax.jit(fn, compiler_options=parallel.compiler_options())
 
 
 def xla_conv(x, w, s, p):
@@ -70,13 +80,13 @@ def layer_candidates(batch, h, cin, cout, k, s, p):
     y, pullback = jax.vjp(lambda x, w: xla_conv(x, w, s, p), x, w)
     dy = jax.random.normal(jax.random.fold_in(key, 2), y.shape)
     f = {
-        "fwd xla": jax.jit(lambda x, w: xla_conv(x, w, s, p)),
-        "fwd taps": jax.jit(lambda x, w: conv_cpu.forward_taps(x, w, (s, s), pads, (1, 1))),
-        "dx xla": jax.jit(lambda dy, w: jax.vjp(lambda x: xla_conv(x, w, s, p), x)[1](dy)[0]),
-        "dx taps": jax.jit(lambda dy, w: conv_cpu.input_grad_taps(dy, w, x.shape, (s, s), pads, (1, 1))),
-        "dw xla": jax.jit(lambda x, dy: jax.vjp(lambda w: xla_conv(x, w, s, p), w)[1](dy)[0]),
-        "dw taps": jax.jit(lambda x, dy: conv_cpu.weight_grad_taps(x, dy, w.shape, (s, s), pads, (1, 1))),
-        "dw taps_nhwc": jax.jit(lambda x, dy: weight_grad_nhwc(x, dy, w.shape, s, p)),
+        "fwd xla": jit(lambda x, w: xla_conv(x, w, s, p)),
+        "fwd taps": jit(lambda x, w: conv_cpu.forward_taps(x, w, (s, s), pads, (1, 1))),
+        "dx xla": jit(lambda dy, w: jax.vjp(lambda x: xla_conv(x, w, s, p), x)[1](dy)[0]),
+        "dx taps": jit(lambda dy, w: conv_cpu.input_grad_taps(dy, w, x.shape, (s, s), pads, (1, 1))),
+        "dw xla": jit(lambda x, dy: jax.vjp(lambda w: xla_conv(x, w, s, p), w)[1](dy)[0]),
+        "dw taps": jit(lambda x, dy: conv_cpu.weight_grad_taps(x, dy, w.shape, (s, s), pads, (1, 1))),
+        "dw taps_nhwc": jit(lambda x, dy: weight_grad_nhwc(x, dy, w.shape, s, p)),
     }
     args = {"fwd": (x, w), "dx": (dy, w), "dw": (x, dy)}
     calls = {name: partial(lambda fn, a: common.block(fn(*a)), fn, args[name.split()[0]]) for name, fn in f.items()}
@@ -94,7 +104,7 @@ def whole_layer(x, w, dy, s, p):
 
     def make(conv):
         loss = lambda x, w: jnp.vdot(conv(x, w, (s, s), [(p, p)] * 2, None, None, dn), dy)  # noqa: E731
-        fn = jax.jit(jax.grad(loss, argnums=(0, 1)))
+        fn = jit(jax.grad(loss, argnums=(0, 1)))
         return lambda: common.block(fn(x, w))
 
     return {"layer xla": make(lax.conv_general_dilated), "layer cpu_matmul": make(conv_cpu.conv_general_dilated)}
@@ -121,7 +131,7 @@ def run(rounds: int = 3, with_torch: bool = False, layers=None) -> list[common.F
 
         torch.set_num_threads(jax.local_devices()[0].client.platform_version and _threads())
     figures = []
-    for name, batch, h, cin, cout, k, s, p, count in layers or (RESNET18_CIFAR + LENET5):
+    for name, batch, h, cin, cout, k, s, p, count in layers or (RESNET18_CIFAR + LENET5 + WIDE_TYPICAL_CNN):
         x, w, dy, calls, errors = layer_candidates(batch, h, cin, cout, k, s, p)
         times = {}
         for part in ("fwd", "dx", "dw"):

@@ -18,6 +18,7 @@ import jax
 import numpy as np
 
 from cnnlab import data, models, optim
+from cnnlab.train import parallel
 from cnnlab.train import state as train_state
 from cnnlab.train import steps
 
@@ -39,7 +40,7 @@ def main() -> None:
     tx, schedule = optim.build({"name": "adam", "learning_rate": 1e-3})
     state = train_state.create(model, tx, (32, 32, 1), seed=0)
     step = jax.jit(steps.make_train_step(model, tx, num_classes=10, learning_rate=lambda s, o: schedule(s)),
-                   donate_argnums=0)  # fmt: skip
+                   donate_argnums=0, compiler_options=parallel.compiler_options())  # fmt: skip
     batches = data.train_batches(dataset.splits["train"], batch_size=BATCH, seed=0, epoch=0,
                                  normalization=dataset.normalization)  # fmt: skip
     device_batch = jax.device_put(batches[0])

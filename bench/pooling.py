@@ -18,13 +18,14 @@ import jax.numpy as jnp
 
 from bench import common, workloads
 from cnnlab.models import layers
+from cnnlab.train import parallel
 
 SHAPES = {"LeNet-5 S2": (128, 28, 28, 6), "VGG-A pool1 at 32 px": (32, 32, 32, 64)}
 
 
 def fwd_bwd(pool):
-    """jit(grad) of sum(pool(x) * cotangent): one forward and one backward pass."""
-    return jax.jit(jax.grad(lambda x, c: jnp.sum(pool(x) * c)))
+    """jit(grad) of sum(pool(x) * cotangent): one forward and one backward pass, compiled as runs compile."""
+    return jax.jit(jax.grad(lambda x, c: jnp.sum(pool(x) * c)), compiler_options=parallel.compiler_options())
 
 
 def layer_rows(rounds: int) -> list[common.Figure]:

@@ -2,7 +2,7 @@
 
     python -m bench.run                       # everything but time-to-accuracy
     python -m bench.run --with-tta            # also benchmark 5 (many minutes on a CPU)
-    python -m bench.run --only 4,6            # a subset; ids: conv pool 1 2 3 4 5 6 7
+    python -m bench.run --only 4,6            # a subset; ids: xla conv pool 1 2 3 4 5 6 7
 
 `make bench` installs the `bench` extra (PyTorch's CPU build) and runs this.
 A run of a subset replaces those benchmarks' rows in docs/performance.md and
@@ -24,6 +24,7 @@ from bench import common
 OUT = Path(__file__).resolve().parents[1] / "docs" / "performance.md"
 
 TITLES = {
+    "xla": "XLA:CPU compiler options",
     "conv": "CPU convolution, per layer",
     "pool": "pooling, reduce_window vs tiled",
     "1": "framework overhead",
@@ -37,29 +38,27 @@ TITLES = {
 
 # What was tried for each goal, for the "goals not reached" section.
 TRIED = {
-    "1": "the step already shares the model, optimizer and jit with the hand-written loop; the difference is "
-    "its metrics (accuracy, three global norms), the rng fold-in and the sharded, donated jit",
+    "1": "the step shares the model, optimizer, compiler options and jit with the hand-written loop; the "
+    "difference is its metrics (accuracy, three global norms), the rng fold-in and the sharded, donated jit",
     "2": "the transforms are element-wise chains like optax's; the update-alone ratio isolates them",
-    "4": "the tap-matmul weight gradient (conv_impl=auto) against XLA's, per layer; tap forms of the forward "
-    "pass and the input gradient where they win (one input channel, outputs of <= 16 positions); the "
-    "(Cin, M) @ (M, Cout) layout against (M, Cin)^T @ (M, Cout); a single im2col matmul (slower: the 9x "
-    "patch copy), also for the weight gradient of layers of under 8 input channels (1.3x slower on LeNet-5); "
-    "a swapped-dimension lax convolution (issue 9: no gain); pooling through a tiled view instead of "
-    "reduce_window (LeNet-5: 0.64x the step time; ResNet-18-CIFAR has no pool to gain from); stride-1 taps as "
-    "contiguous row offsets of the flattened padded input (weight gradient 0.81-0.89x the tap form's, forward as "
-    "one im2col product 1.9x XLA's, input gradient 7x; built for the weight gradient, the whole "
-    "ResNet-18-CIFAR step took 1.02-1.04x the strided form's time: not kept)",
-    "5": "as benchmark 4: the convolution path is the lever; the input pipeline is not (benchmark 3), nor the loop "
-    "(an epoch of train_epoch within 5% of the bare step over the same batches); a recipe that reaches 91% on both "
-    "sides (LeNet-5 stopped at 90.1-90.9%)",
+    "4": "XLA's own (Eigen) convolution instead of YNNPACK's, jaxlib 0.10's default (the xla rows: 1.6-2.6x faster "
+    "steps); per layer, the tap-matmul forms where they beat it (the forward pass of one input channel, input "
+    "gradients of under 8 input channels or one output position, 1x1 weight gradients); pooling through a tiled "
+    "view instead of reduce_window (LeNet-5: 0.57x the step time). Against YNNPACK's convolution, earlier: the "
+    "tap weight gradient at every layer (now 1.4-3.6x slower than Eigen's at 3x3 layers), a single im2col matmul, "
+    "a swapped-dimension lax convolution, stride-1 taps as contiguous row offsets",
+    "5": "as benchmark 4: the step is the lever; the input pipeline is not (benchmark 3), nor the loop (an epoch of "
+    "train_epoch within 5% of the bare step over the same batches); both sides start from the same weights, so "
+    "they need the same number of epochs; cnnlab's first epoch carries its compilation",
 }
 
 
 def suite(ids: list[str], args) -> list[common.Figure]:
     from bench import (conv_layers, dispatch, gpu_resnet50, optimizers, overhead, pipeline, pooling, time_to_accuracy,
-                       torch_cpu)  # fmt: skip
+                       torch_cpu, xla_options)  # fmt: skip
 
     runners = {
+        "xla": lambda: xla_options.run(rounds=args.rounds),
         "conv": lambda: conv_layers.run(rounds=args.rounds, with_torch=True),
         "pool": lambda: pooling.run(rounds=2 * args.rounds + 1),
         "1": lambda: overhead.run(rounds=2 * args.rounds + 1, resnet_rounds=args.rounds),
@@ -142,11 +141,16 @@ def render(figures: list[common.Figure], machine: dict, runs: list[Run], notes: 
         "",
         "## Reading the convolution rows",
         "",
-        "`conv` rows time one convolution of ResNet-18-CIFAR (batch 64) or LeNet-5 (batch 128) on",
-        "its own: the figure is XLA's forward / input gradient / weight gradient and the tap-matmul",
-        "weight gradient in ms; the ratio is `conv_impl=cpu_matmul` over `conv_impl=xla` for the",
-        "whole forward + backward of that layer (below 1: the CPU path is faster). The notes give",
-        "PyTorch's forward + backward of the same layer over XLA's, and the rejected candidates.",
+        "`xla` rows time the same program compiled with XLA's default options (YNNPACK's",
+        "convolutions, dots and reductions) over the options every cnnlab run compiles with",
+        "(`parallel.CPU_COMPILER_OPTIONS`: XLA's own code); above 1: cnnlab's options are faster.",
+        "",
+        "`conv` rows time one convolution of ResNet-18-CIFAR (batch 64), LeNet-5 or the wide typical",
+        "CNN (batch 128) on its own, compiled with cnnlab's options: the figure is XLA's forward /",
+        "input gradient / weight gradient and the tap-matmul weight gradient in ms; the ratio is",
+        "`conv_impl=cpu_matmul` over `conv_impl=xla` for the whole forward + backward of that layer",
+        "(below 1: the CPU path is faster). The notes give PyTorch's forward + backward of the same",
+        "layer over XLA's, and the tap candidates over XLA's.",
         "",
         "## Reproducing",
         "",
@@ -162,7 +166,7 @@ def render(figures: list[common.Figure], machine: dict, runs: list[Run], notes: 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", default="conv,pool,1,2,3,4,5,6,7", help="comma-separated ids")
+    parser.add_argument("--only", default="xla,conv,pool,1,2,3,4,5,6,7", help="comma-separated ids")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--width", type=int, default=16, help="ResNet-18 base width for benchmark 2 (64: full)")
     parser.add_argument("--with-tta", action="store_true", help="run benchmark 5 (time to accuracy)")

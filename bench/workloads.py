@@ -3,6 +3,8 @@
 `cnnlab_step(...)` is the step a run compiles (`steps.make_train_step` under
 `parallel.create("jit")`, batches placed with `par.put`, as `train.loop` does);
 `handwritten_step(...)` is the minimal flax + optax loop it is compared with.
+Both compile with the XLA options a run uses (`parallel.compiler_options()`)
+unless `xla_defaults=True` asks for XLA's own defaults.
 """
 
 import dataclasses
@@ -73,10 +75,12 @@ class Stepper:
 
 
 def cnnlab_step(workload: Workload, tx: optax.GradientTransformation, conv_impl: str = "auto", seed: int = 0,
-                steps_per_call: int = 1, **model_overrides: Any) -> Stepper:  # fmt: skip
+                steps_per_call: int = 1, xla_defaults: bool = False, **model_overrides: Any) -> Stepper:  # fmt: skip
     """The train step exactly as `train.setup.build` compiles it (no augmentation, no L1/L2)."""
     model = create_model(workload, conv_impl, **model_overrides)
     par = parallel.create("jit")
+    if xla_defaults:
+        par = dataclasses.replace(par, compiler_options=None)
     step = steps.make_train_step(model, tx, num_classes=10, learning_rate=lambda s, o: jnp.float32(1e-3))
     state = par.init(train_state.init_fn(model, tx, workload.input_shape, seed))
     batch = synthetic_batch(workload, seed)
@@ -88,7 +92,7 @@ def cnnlab_step(workload: Workload, tx: optax.GradientTransformation, conv_impl:
 
 
 def handwritten_step(workload: Workload, tx: optax.GradientTransformation, conv_impl: str = "auto",
-                     seed: int = 0, **model_overrides: Any) -> Stepper:  # fmt: skip
+                     seed: int = 0, xla_defaults: bool = False, **model_overrides: Any) -> Stepper:  # fmt: skip
     """The minimal flax + optax loop: loss, grad, update, nothing else."""
     model = create_model(workload, conv_impl, **model_overrides)
     variables = model.init(jax.random.PRNGKey(seed), jnp.zeros((1, *workload.input_shape)), train=False)
@@ -109,4 +113,6 @@ def handwritten_step(workload: Workload, tx: optax.GradientTransformation, conv_
         updates, opt_state = tx.update(grads, opt_state, params)
         return (optax.apply_updates(params, updates), batch_stats, opt_state), loss
 
-    return Stepper(jax.jit(step, donate_argnums=0), state, lambda b: b, synthetic_batch(workload, seed))
+    options = None if xla_defaults else parallel.compiler_options()
+    return Stepper(jax.jit(step, donate_argnums=0, compiler_options=options), state, lambda b: b,
+                   synthetic_batch(workload, seed))  # fmt: skip
