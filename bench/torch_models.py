@@ -5,6 +5,9 @@ max-pooling: conf/model/lenet5.yaml) 61,706; ResNet-18 with the CIFAR stem
 11,173,962 at 10 classes; the typical CNN 27,562 (225,034 at widths (32, 64) and 128).
 """
 
+from collections.abc import Mapping
+
+import numpy as np
 import torch
 from torch import nn
 
@@ -65,3 +68,29 @@ class ResNet18Cifar(nn.Module):
 
 def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def load_flax_params(net: nn.Sequential, params: Mapping) -> None:
+    """Copy a cnnlab model's params into its PyTorch twin, layer by layer in order
+    (so both sides of a benchmark can start from the same weights).
+
+    Kernels go from (kh, kw, in, out) to (out, in, kh, kw) and from (in, out) to
+    (out, in). flax flattens a feature map as (H, W, C) and PyTorch as (C, H, W),
+    so the first dense layer after a convolution has its inputs reordered.
+    """
+    layers = [m for m in net if isinstance(m, (nn.Conv2d, nn.Linear))]
+    if len(layers) != len(params):
+        raise ValueError(f"{len(params)} flax layers ({', '.join(params)}) for {len(layers)} PyTorch layers")
+    channels = None  # the output channels of the last convolution, until a dense layer
+    with torch.no_grad():
+        for layer, p in zip(layers, params.values()):
+            kernel = np.asarray(p["kernel"])
+            if isinstance(layer, nn.Conv2d):
+                weight, channels = kernel.transpose(3, 2, 0, 1), kernel.shape[-1]
+            elif channels and kernel.shape[0] != channels:  # rows (h, w, c) -> columns (c, h, w)
+                positions = kernel.shape[0] // channels
+                weight, channels = kernel.reshape(positions, channels, -1).transpose(2, 1, 0).reshape(kernel.shape[1], -1), None
+            else:
+                weight, channels = kernel.T, None
+            layer.weight.copy_(torch.tensor(np.asarray(weight)))
+            layer.bias.copy_(torch.tensor(np.asarray(p["bias"])))
