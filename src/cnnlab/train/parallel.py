@@ -75,7 +75,8 @@ def check_batch_size(name: str, batch_size: int) -> None:
 @dataclasses.dataclass(frozen=True)
 class Jit:
     mesh: Mesh
-    compiler_options: dict[str, Any] | None = None  # for every program it compiles
+    # For every program it compiles; XLA's defaults where None.
+    compiler_options: dict[str, Any] | None = dataclasses.field(default_factory=compiler_options)
 
     @property
     def replicated(self) -> NamedSharding:
@@ -160,7 +161,7 @@ class Pmap:
 def create(name: str):
     """The `parallel=jit|pmap` strategy over every device."""
     if name == "jit":
-        return Jit(Mesh(np.array(jax.devices()), ("data",)), compiler_options())
+        return Jit(Mesh(np.array(jax.devices()), ("data",)))
     if name == "pmap":
         return Pmap(tuple(jax.local_devices()))
     raise ValueError(f"parallel.name must be jit or pmap, got {name!r}")
