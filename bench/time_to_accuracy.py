@@ -81,7 +81,7 @@ def torch_run(model: str, max_epochs: int, target: float) -> dict:
     dataset = data.load(cfg["data"])
     net = getattr(torch_models, cfg["model"]["name"])(**MODELS[model][2])
     copying = time.perf_counter()
-    same_start(net, cfg, dataset)
+    same_start(net, cfg)
     start += time.perf_counter() - copying  # the copy is the benchmark's, not PyTorch's
     opt = torch.optim.Adam(net.parameters(), lr=LEARNING_RATE, eps=1e-8)
     # The learning rate of every step from the schedule cnnlab builds for the same config, computed once.
@@ -90,7 +90,6 @@ def torch_run(model: str, max_epochs: int, target: float) -> dict:
     rates = np.asarray(learning_rate(np.arange(max_epochs * steps_per_epoch)))
     factor = lambda step: float(rates[min(step, len(rates) - 1)]) / LEARNING_RATE  # noqa: E731
     schedule = torch.optim.lr_scheduler.LambdaLR(opt, factor)
-    as_torch = lambda b: torch.from_numpy(np.ascontiguousarray(b["image"].transpose(0, 3, 1, 2)))  # noqa: E731
     curve = []
     for epoch in range(max_epochs):
         net.train()
@@ -98,7 +97,7 @@ def torch_run(model: str, max_epochs: int, target: float) -> dict:
                                      normalization=dataset.normalization)  # fmt: skip
         for batch in batches.to_iter_dataset(grain.ReadOptions(num_threads=2, prefetch_buffer_size=4)):
             opt.zero_grad(set_to_none=True)
-            torch.nn.functional.cross_entropy(net(as_torch(batch)), torch.from_numpy(batch["label"]).long()).backward()
+            torch.nn.functional.cross_entropy(net(torch_images(batch)), torch.from_numpy(batch["label"]).long()).backward()
             opt.step()
             schedule.step()
         net.eval()
@@ -106,7 +105,7 @@ def torch_run(model: str, max_epochs: int, target: float) -> dict:
         with torch.no_grad():
             for batch in data.eval_batches(dataset.splits["test"], batch_size=256, normalization=dataset.normalization):
                 mask = torch.from_numpy(batch["mask"])
-                hit = net(as_torch(batch)).argmax(1) == torch.from_numpy(batch["label"]).long()
+                hit = net(torch_images(batch)).argmax(1) == torch.from_numpy(batch["label"]).long()
                 correct, total = correct + int((hit & mask).sum()), total + int(mask.sum())
         curve.append((epoch + 1, round(time.perf_counter() - start, 1), round(correct / total, 4)))
         print(f"  torch {model} epoch {epoch + 1}: test top-1 {correct / total:.4f} at {curve[-1][1]} s", flush=True)
@@ -115,25 +114,33 @@ def torch_run(model: str, max_epochs: int, target: float) -> dict:
     return {"seconds": time.perf_counter() - start, "reached": curve[-1][2] >= target, "curve": curve}
 
 
-def same_start(net, cfg: dict, dataset) -> None:
-    """Load the params cnnlab's run starts from (same model config and seed) into the PyTorch twin,
-    and check that both give the same logits on the first test images."""
+def torch_images(batch: dict):
+    """A batch's (B, H, W, C) images as PyTorch's (B, C, H, W) tensor."""
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(batch["image"].transpose(0, 3, 1, 2)))
+
+
+def same_start(net, cfg: dict) -> None:
+    """Load the params cnnlab's run starts from (`setup.build` and its `init_state`, as
+    `cnnlab_run` builds them) into the PyTorch twin, and check that both give the same
+    logits on the first test images."""
     import torch
 
     from bench import torch_models
-    from cnnlab import data, models, optim
-    from cnnlab.train import state as train_state
+    from cnnlab import data
+    from cnnlab.train import parallel, setup
 
-    options = {k: v for k, v in cfg["model"].items() if k not in ("name", "input_shape")}
-    model = models.create(cfg["model"]["name"], num_classes=dataset.num_classes, **options)
-    tx, _ = optim.build(cfg["optimizer"])
-    params = jax.device_get(train_state.init_fn(model, tx, dataset.image_shape, cfg["seed"])().params)
+    par = parallel.create(cfg["parallel"]["name"])
+    job = setup.build(cfg, par)
+    params = jax.device_get(par.gather(par.init(job.init_state)).params)
     torch_models.load_flax_params(net, params)
-    batch = next(iter(data.eval_batches(dataset.splits["test"], batch_size=64, normalization=dataset.normalization)))
+    test = job.dataset
+    batch = next(iter(data.eval_batches(test.splits["test"], batch_size=64, normalization=test.normalization)))
     net.eval()
     with torch.no_grad():
-        theirs = net(torch.from_numpy(np.ascontiguousarray(batch["image"].transpose(0, 3, 1, 2)))).numpy()
-    ours = np.asarray(model.apply({"params": params}, batch["image"], train=False))
+        theirs = net(torch_images(batch)).numpy()
+    ours = np.asarray(job.model.apply({"params": params}, batch["image"], train=False))
     if not np.allclose(ours, theirs, atol=1e-4):
         raise AssertionError(f"PyTorch twin of {cfg['model']['name']}: logits differ by {np.abs(ours - theirs).max():.2e}")
 

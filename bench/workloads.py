@@ -33,6 +33,8 @@ class Workload:
 LENET5 = Workload("lenet5", {"activation": "relu", "pooling": "max"}, (32, 32, 1), 128, "LeNet-5")
 RESNET18_CIFAR = Workload("resnet18", {"cifar_stem": True}, (32, 32, 3), 64, "ResNet-18-CIFAR")
 TYPICAL_CNN = Workload("typical_cnn", {}, (28, 28, 1), 128, "typical_cnn")
+WIDE_TYPICAL_CNN = Workload("typical_cnn", {"features": (32, 64), "hidden_size": 128}, (28, 28, 1), 128,
+                            "typical_cnn at widths (32, 64)")  # benchmark 5's model  # fmt: skip
 
 
 def narrow(workload: Workload, num_filters: int) -> Workload:

@@ -11,7 +11,6 @@ ResNet-18-CIFAR's 32x32x64 stage, where the difference is largest.
 """
 
 import argparse
-import dataclasses
 
 import jax
 from jax import lax
@@ -19,13 +18,9 @@ from jax import lax
 from bench import common, workloads
 from cnnlab.train import parallel
 
-WIDE_TYPICAL_CNN = dataclasses.replace(workloads.TYPICAL_CNN, options={"features": (32, 64), "hidden_size": 128},
-                                       label="typical_cnn at widths (32, 64)")  # fmt: skip
-
-
 def steps(rounds: int) -> list[common.Figure]:
     figures = []
-    for workload, n in ((workloads.LENET5, 10), (WIDE_TYPICAL_CNN, 5), (workloads.RESNET18_CIFAR, 1)):
+    for workload, n in ((workloads.LENET5, 10), (workloads.WIDE_TYPICAL_CNN, 5), (workloads.RESNET18_CIFAR, 1)):
         tx = workloads.optimizer("adam")
         cnnlab = workloads.cnnlab_step(workload, tx)
         defaults = workloads.cnnlab_step(workload, tx, xla_defaults=True)
