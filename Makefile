@@ -20,7 +20,7 @@ train: $(STAMP)
 	$(BIN)/cnnlab-train $(ARGS)
 
 # Two pytest-xdist workers: XLA compiles on one thread, so two tests at a time
-# keep both cores busy (21 min against 29-31 min in one process on 2 cores).
+# keep both cores busy (17-21 min against 29-31 min in one process on 2 cores).
 TEST_WORKERS ?= 2
 
 test: $(STAMP)
