@@ -2,7 +2,7 @@
 
     python -m bench.run                       # everything but time-to-accuracy
     python -m bench.run --with-tta            # also benchmark 5 (many minutes on a CPU)
-    python -m bench.run --only 4,6            # a subset; ids: xla conv pool 1 2 3 4 5 6 7
+    python -m bench.run --only 4,6            # a subset; ids: xla conv pool resnet 1 2 3 4 5 6 7
 
 `make bench` installs the `bench` extra (PyTorch's CPU build) and runs this.
 A run of a subset replaces those benchmarks' rows in docs/performance.md and
@@ -27,6 +27,7 @@ TITLES = {
     "xla": "XLA:CPU compiler options",
     "conv": "CPU convolution, per layer",
     "pool": "pooling, reduce_window vs tiled",
+    "resnet": "ResNet-18-CIFAR's CPU paths",
     "1": "framework overhead",
     "2": "optimizer cost",
     "3": "input pipeline",
@@ -54,13 +55,14 @@ TRIED = {
 
 
 def suite(ids: list[str], args) -> list[common.Figure]:
-    from bench import (conv_layers, dispatch, gpu_resnet50, optimizers, overhead, pipeline, pooling, time_to_accuracy,
-                       torch_cpu, xla_options)  # fmt: skip
+    from bench import (conv_layers, dispatch, gpu_resnet50, optimizers, overhead, pipeline, pooling, resnet_cpu,
+                       time_to_accuracy, torch_cpu, xla_options)  # fmt: skip
 
     runners = {
         "xla": lambda: xla_options.run(rounds=args.rounds),
         "conv": lambda: conv_layers.run(rounds=args.rounds, with_torch=True),
         "pool": lambda: pooling.run(rounds=2 * args.rounds + 1),
+        "resnet": lambda: resnet_cpu.run(rounds=args.rounds),
         "1": lambda: overhead.run(rounds=2 * args.rounds + 1, resnet_rounds=args.rounds),
         "2": lambda: optimizers.run(rounds=args.rounds, width=args.width),
         "3": lambda: pipeline.run(rounds=2 * args.rounds + 1),
@@ -166,7 +168,7 @@ def render(figures: list[common.Figure], machine: dict, runs: list[Run], notes: 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", default="xla,conv,pool,1,2,3,4,5,6,7", help="comma-separated ids")
+    parser.add_argument("--only", default="xla,conv,pool,resnet,1,2,3,4,5,6,7", help="comma-separated ids")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--width", type=int, default=16, help="ResNet-18 base width for benchmark 2 (64: full)")
     parser.add_argument("--with-tta", action="store_true", help="run benchmark 5 (time to accuracy)")

@@ -44,7 +44,7 @@ class BasicBlock(nn.Module):
     def __call__(self, x):  # (B, H, W, C) -> (B, H / s, W / s, features)
         y = nn.relu(self.norm(name="bn1")(self.conv(self.features, (3, 3), self.strides, 1, name="conv1")(x)))
         y = self.norm(name="bn2")(self.conv(self.features, (3, 3), 1, 1, name="conv2")(y))
-        return nn.relu((y + _shortcut(self, x, y)) if self.shortcut else y)
+        return layers.residual_relu((y + _shortcut(self, x, y)) if self.shortcut else y)
 
 
 class Bottleneck(nn.Module):
@@ -64,7 +64,7 @@ class Bottleneck(nn.Module):
         y = nn.relu(self.norm(name="bn1")(self.conv(self.features, (1, 1), s1, 0, name="conv1")(x)))
         y = nn.relu(self.norm(name="bn2")(self.conv(self.features, (3, 3), s3, 1, name="conv2")(y)))
         y = self.norm(name="bn3")(self.conv(self.features * 4, (1, 1), 1, 0, name="conv3")(y))
-        return nn.relu((y + _shortcut(self, x, y)) if self.shortcut else y)
+        return layers.residual_relu((y + _shortcut(self, x, y)) if self.shortcut else y)
 
 
 def _shortcut(block: nn.Module, x, y):
