@@ -267,7 +267,13 @@ def forward_taps(x, w, strides, padding, dilation, groups: int = 1, precision: A
     taps = list(itertools.product(*(range(k) for k in kernel)))
     cols = [_tap_slice(xp, tap, strides, dilation, out, first_spatial_axis=1) for tap in taps]  # (B, *out, Cin) each
     if groups == 1:
-        patches = jnp.concatenate(cols, axis=-1)  # (B, *out, taps * Cin), tap-major like w's rows
+        # Stacked one kernel axis at a time, (B, *out, Cin) -> (B, *out, *kernel, Cin), not concatenated in one
+        # go: XLA:CPU fuses a concatenation of at most 8 pieces into one loop over the input, but leaves one of
+        # more (LeNet-5's 25 taps) as 25 copies and a slow concatenate: LeNet-5's step took 12.0 ms, now 9.6.
+        level = cols
+        for depth, k in enumerate(reversed(kernel)):
+            level = [jnp.stack(level[i : i + k], axis=-(depth + 2)) for i in range(0, len(level), k)]
+        patches = level[0].reshape(*level[0].shape[: rank + 1], -1)  # (B, *out, taps * Cin), tap-major like w's rows
         y = jnp.matmul(patches, w.reshape(-1, cout), precision=precision, preferred_element_type=acc)
         return y.astype(x.dtype)
     y = None
