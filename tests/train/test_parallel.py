@@ -8,6 +8,7 @@ import sys
 
 import jax
 import numpy as np
+import optax
 import pytest
 from jax import lax
 
@@ -50,6 +51,21 @@ def test_jit_compiles_convolutions_without_ynnpack_on_the_cpu():
     assert "ynn_fusion" in defaults.lower(w, x).compile().as_text()
     expected = defaults(w, x)  # sums of 2,048 products: compared relative to the largest
     np.testing.assert_allclose(ours(w, x), expected, atol=1e-5 * float(np.abs(expected).max()))
+
+
+def test_jit_init_compiles_at_o1_and_gives_the_same_state():
+    """The initial state's one-shot program is compiled at -O1 (`CPU_INIT_OPTIONS`):
+    the same bits as the default -O3 build."""
+    from cnnlab.models import registry
+    from cnnlab.train import state as train_state
+
+    init = train_state.init_fn(registry.create("lenet5", num_classes=10), optax.adam(1e-3), (32, 32, 1), seed=3)
+    par = parallel.create("jit")
+    ours = par.init(init)
+    o3 = jax.jit(init, compiler_options=par.compiler_options)()
+    assert jax.tree.structure(ours) == jax.tree.structure(o3)
+    for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(o3)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
 def test_one_device_equals_eight_for_jit_and_pmap():
