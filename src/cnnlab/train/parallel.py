@@ -47,9 +47,9 @@ CPU_COMPILER_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": ""}
 
 
 # The initial state's program runs once, so it is compiled at LLVM's -O1, not
-# XLA's default -O3: that compiled 1.5-3x faster on the CPU (ResNet-50 at 224:
-# 11.9 -> 6.7 s; VGG-16 4.8 -> 2.4 s; the typical CNN 2.4 -> 0.5 s at -O0, but
-# -O0 ran VGG-16's init 4x slower) and gave the same bits.
+# XLA's default -O3: on the CPU that compiled 1.8-2x faster (ResNet-50 at 224:
+# 11.9 -> 6.7 s; VGG-16: 4.8 -> 2.4 s; the wide typical CNN: 2.3 -> 1.3 s) and
+# gave the same bits. -O0 compiled faster still but ran VGG-16's init 4x slower.
 CPU_INIT_OPTIONS = {"xla_backend_optimization_level": 1}
 
 
