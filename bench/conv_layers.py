@@ -2,9 +2,10 @@
 
 For every distinct convolution of ResNet-18 with the CIFAR stem at batch 64
 (and LeNet-5's and the wide typical CNN's at batch 128), compiled with the
-options a run uses (`parallel.compiler_options()`), times the forward pass, the input gradient and
-the weight gradient of each candidate side by side, and the whole
-forward + backward of `conv_impl=xla` against `conv_impl=cpu_matmul`:
+options a run uses (`backend.jit`: the policy `auto`'s), times the forward pass, the input
+gradient and the weight gradient of each candidate side by side, and the whole
+forward + backward of `lax.conv_general_dilated` (the policy's `conv="xla"`)
+against `conv_cpu.conv_general_dilated` (`conv="taps"`: its per-layer plan):
 
     python -m bench.conv_layers [--rounds 3] [--torch]
 
@@ -24,8 +25,8 @@ import jax.numpy as jnp
 from jax import lax
 
 from bench import common
+from cnnlab import backend
 from cnnlab.models import conv_cpu
-from cnnlab.train import parallel
 
 DN = ("NHWC", "HWIO", "NHWC")
 
@@ -54,8 +55,7 @@ WIDE_TYPICAL_CNN = [  # typical_cnn with features (32, 64): benchmark 5's model
 ]
 
 
-def jit(fn):
-    return jax.jit(fn, compiler_options=parallel.compiler_options())
+jit = backend.jit  # compiled as runs compile
 
 
 def xla_conv(x, w, s, p):
@@ -99,7 +99,7 @@ def layer_candidates(batch, h, cin, cout, k, s, p):
 
 
 def whole_layer(x, w, dy, s, p):
-    """Forward + both gradients through `conv_impl=xla` and `conv_impl=cpu_matmul`."""
+    """Forward + both gradients through XLA's convolution and `conv_cpu`'s plan ("taps")."""
     dn = lax.conv_dimension_numbers(x.shape, w.shape, DN)
 
     def make(conv):
@@ -107,7 +107,7 @@ def whole_layer(x, w, dy, s, p):
         fn = jit(jax.grad(loss, argnums=(0, 1)))
         return lambda: common.block(fn(x, w))
 
-    return {"layer xla": make(lax.conv_general_dilated), "layer cpu_matmul": make(conv_cpu.conv_general_dilated)}
+    return {"layer xla": make(lax.conv_general_dilated), "layer taps": make(conv_cpu.conv_general_dilated)}
 
 
 def torch_layer(x, w, dy, s, p):
@@ -148,8 +148,8 @@ def run(rounds: int = 3, with_torch: bool = False, layers=None) -> list[common.F
                 " / ".join(f"{times[n]['median_s'] * 1e3:.0f}" for n in ("fwd xla", "dx xla", "dw xla", "dw taps"))
                 + " ms",
                 batch=str(batch),
-                ratio=times["layer cpu_matmul"]["ratio"],
-                notes="fwd / dx / dw XLA, dw taps; ratio = cpu_matmul / xla fwd+bwd"
+                ratio=times["layer taps"]["ratio"],
+                notes="fwd / dx / dw XLA, dw taps; ratio = taps / xla fwd+bwd"
                 + (f"; torch / xla {times['layer torch']['ratio']:.2f}" if with_torch else "")
                 + f"; dw taps_nhwc / xla {times['dw taps_nhwc']['ratio']:.2f}, fwd taps / xla"
                 f" {times['fwd taps']['ratio']:.2f}, dx taps / xla {times['dx taps']['ratio']:.2f}",

@@ -2,10 +2,11 @@
 
     python -m bench.overhead [--rounds 5]
 
-Same model (conv_impl=auto), optimizer (the same `optax` object: Adam, lr
-1e-3), batch and synthetic data; the cnnlab side is the step `train.setup`
-compiles (metrics, rng folding, sharded jit, donated state), fed by
-`par.put` like the loop. Goal: throughput ratio (hand-written time / cnnlab
+Same model and backend policy (`auto`: the same code and XLA options; the
+hand-written loop compiles with `backend.jit`), optimizer (the same `optax`
+object: Adam, lr 1e-3), batch and synthetic data; the cnnlab side is the step
+`train.setup` compiles (metrics, rng folding, sharded jit, donated state), fed
+by `par.put` like the loop. Goal: throughput ratio (hand-written time / cnnlab
 time, round by round) >= 0.97.
 """
 

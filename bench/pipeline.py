@@ -5,7 +5,7 @@
 Fashion-MNIST at 32x32 (conf/data/fashion_mnist.yaml), LeNet-5, batch 128.
 The pipeline is the loop's: `data.train_batches(...)` iterated through
 `grain.ReadOptions(num_threads=2, prefetch_buffer_size=4)`, 100 batches a
-round; the step is the cnnlab step (conv_impl=auto) on a device batch, 20
+round; the step is the cnnlab step (backend auto) on a device batch, 20
 steps a round. Rounds alternate the two. Goal: pipeline >= 3x the step.
 """
 

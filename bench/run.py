@@ -2,7 +2,7 @@
 
     python -m bench.run                       # everything but time-to-accuracy
     python -m bench.run --with-tta            # also benchmark 5 (many minutes on a CPU)
-    python -m bench.run --only 4,6            # a subset; ids: xla conv pool resnet 1 2 3 4 5 6 7
+    python -m bench.run --only 4,6            # a subset; ids: xla conv pool resnet user 1 2 3 4 5 6 7
 
 `make bench` installs the `bench` extra (PyTorch's CPU build) and runs this.
 A run of a subset replaces those benchmarks' rows in docs/performance.md and
@@ -28,6 +28,7 @@ TITLES = {
     "conv": "CPU convolution, per layer",
     "pool": "pooling, reduce_window vs tiled",
     "resnet": "ResNet-18-CIFAR's CPU paths",
+    "user": "a user's own loop",
     "1": "framework overhead",
     "2": "optimizer cost",
     "3": "input pipeline",
@@ -53,6 +54,9 @@ TRIED = {
     "YNNPACK's convolution, earlier: the "
     "tap weight gradient at every layer (now 1.4-3.6x slower than Eigen's at 3x3 layers), a single im2col matmul, "
     "a swapped-dimension lax convolution, stride-1 taps as contiguous row offsets",
+    "user": "the loop compiles with `cnnlab.backend.jit`, which traces the model under the trainer's backend "
+    "policy and passes its XLA options; the difference left is the trainer step's metrics, rng fold-in and "
+    "sharded jit (benchmark 1) and the optimizer (optax's Adam in the loop, cnnlab's in the trainer)",
     "5": "as benchmark 4: the step is the lever; the input pipeline is not (benchmark 3), nor the loop (an epoch of "
     "train_epoch within 5% of the bare step over the same batches); both sides start from the same weights, so "
     "they need the same number of epochs; cnnlab's first epoch carries its compilation",
@@ -61,13 +65,14 @@ TRIED = {
 
 def suite(ids: list[str], args) -> list[common.Figure]:
     from bench import (conv_layers, dispatch, gpu_resnet50, optimizers, overhead, pipeline, pooling, resnet_cpu,
-                       time_to_accuracy, torch_cpu, xla_options)  # fmt: skip
+                       time_to_accuracy, torch_cpu, user_loop, xla_options)  # fmt: skip
 
     runners = {
         "xla": lambda: xla_options.run(rounds=args.rounds),
         "conv": lambda: conv_layers.run(rounds=args.rounds, with_torch=True),
         "pool": lambda: pooling.run(rounds=2 * args.rounds + 1),
         "resnet": lambda: resnet_cpu.run(rounds=args.rounds),
+        "user": lambda: user_loop.run(rounds=2 * args.rounds + 1, resnet_rounds=args.rounds),
         "1": lambda: overhead.run(rounds=2 * args.rounds + 1, resnet_rounds=args.rounds),
         "2": lambda: optimizers.run(rounds=args.rounds, width=args.width),
         "3": lambda: pipeline.run(rounds=2 * args.rounds + 1),
@@ -150,18 +155,26 @@ def render(figures: list[common.Figure], machine: dict, runs: list[Run], notes: 
         "",
         "`xla` rows time the same program compiled with XLA's default options (YNNPACK's",
         "convolutions, dots and reductions) over the options every cnnlab run compiles with",
-        "(`parallel.CPU_COMPILER_OPTIONS`: XLA's own code); above 1: cnnlab's options are faster.",
+        "(`backend.compiler_options()`: XLA's own code); above 1: cnnlab's options are faster.",
         "",
         "`conv` rows time one convolution of ResNet-18-CIFAR (batch 64), LeNet-5 or the wide typical",
         "CNN (batch 128) on its own, compiled with cnnlab's options: the figure is XLA's forward /",
         "input gradient / weight gradient and the tap-matmul weight gradient in ms; the ratio is",
-        "`conv_impl=cpu_matmul` over `conv_impl=xla` for the whole forward + backward of that layer",
-        "(below 1: the CPU path is faster). The notes give PyTorch's forward + backward of the same",
-        "layer over XLA's, and the tap candidates over XLA's.",
+        "`conv_cpu`'s per-layer plan (the backend policy's `conv=\"taps\"`) over XLA's convolution",
+        "for the whole forward + backward of that layer (below 1: the CPU path is faster). The notes",
+        "give PyTorch's forward + backward of the same layer over XLA's, and the tap candidates over XLA's.",
         "",
         "`resnet` rows time ResNet-18-CIFAR's train step with one of cnnlab's CPU paths put back to",
-        "the stock code (flax's BatchNorm sums, `nn.relu` at the block outputs, `conv_impl=xla`) or all",
+        "the stock code (flax's BatchNorm sums, `nn.relu` at the block outputs, XLA's convolution) or all",
         "three, over cnnlab's step as it runs; above 1: cnnlab's path is faster.",
+        "",
+        "## A user's own loop",
+        "",
+        "`user` rows time a training loop written as the flax examples write one around",
+        "`cnnlab.models.create(...)` (`bench/user_loop.py`), compiled with `cnnlab.backend.jit` (the",
+        "one line `cnnlab.models` documents) or with plain `jax.jit`, over cnnlab's trainer step on",
+        "the same batch; below 1: the user's loop is faster. The notes give the spread of the",
+        "round-by-round ratios.",
         "",
         "## Reproducing",
         "",
@@ -177,7 +190,7 @@ def render(figures: list[common.Figure], machine: dict, runs: list[Run], notes: 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", default="xla,conv,pool,resnet,1,2,3,4,5,6,7", help="comma-separated ids")
+    parser.add_argument("--only", default="xla,conv,pool,resnet,user,1,2,3,4,5,6,7", help="comma-separated ids")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--width", type=int, default=16, help="ResNet-18 base width for benchmark 2 (64: full)")
     parser.add_argument("--with-tta", action="store_true", help="run benchmark 5 (time to accuracy)")

@@ -4,16 +4,19 @@
 
 Both sides train with Adam (lr 1e-3, eps 1e-8) on the same synthetic batch;
 PyTorch gets as many intra-op threads as the process has cores, the number
-XLA:CPU uses. cnnlab runs twice: `conv_impl=auto` (the tap-matmul convolution
-on the CPU) and `conv_impl=xla`. Goal: cnnlab's step time <= 1.0x PyTorch's.
+XLA:CPU uses. cnnlab runs twice: "auto" (the backend policy as a run has it:
+on the CPU the tap-matmul convolutions) and "xla" (the same policy with XLA's
+own convolution, `conv="xla"`). Goal: cnnlab's step time <= 1.0x PyTorch's.
 """
 
 import argparse
+import dataclasses
 import os
 
 import numpy as np
 
 from bench import common, workloads
+from cnnlab import backend
 
 STEPS_PER_CALL = {"lenet5": 10, "resnet18": 1}
 
@@ -59,11 +62,9 @@ def compare(workload: workloads.Workload, rounds: int) -> dict[str, dict]:
     n = STEPS_PER_CALL.get(workload.model, 10)
     batch = workloads.synthetic_batch(workload)
     tx = workloads.optimizer("adam")
-    sides = {
-        "torch": TorchStepper(torch_model(workload), batch),
-        "cnnlab auto": workloads.cnnlab_step(workload, tx, "auto"),
-        "cnnlab xla": workloads.cnnlab_step(workload, tx, "xla"),
-    }
+    sides = {"torch": TorchStepper(torch_model(workload), batch), "cnnlab auto": workloads.cnnlab_step(workload, tx)}
+    with backend.use(dataclasses.replace(backend.auto(), conv="xla")):  # built and compiled inside
+        sides["cnnlab xla"] = workloads.cnnlab_step(workload, tx)
     times = common.interleaved({name: (lambda s=s: s(n)) for name, s in sides.items()}, rounds)
     for t in times.values():
         t["step_s"] = t["median_s"] / n

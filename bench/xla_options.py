@@ -3,11 +3,12 @@
     python -m bench.xla_options [--rounds 5]
 
 jaxlib 0.10's XLA:CPU hands f32 convolutions, dots and reductions to YNNPACK
-by default. cnnlab compiles its steps with those library fusions off
-(`parallel.CPU_COMPILER_OPTIONS`), so XLA's own (Eigen) convolution and its
-emitted loops run instead. This times the cnnlab train step (Adam,
-`conv_impl=auto`) both ways, side by side, and the bare 3x3 convolution of
-ResNet-18-CIFAR's 32x32x64 stage, where the difference is largest.
+by default. cnnlab compiles its steps with those library fusions off (the
+backend policy `auto`'s options on the CPU, `backend.compiler_options()`), so
+XLA's own (Eigen) convolution and its emitted loops run instead. This times
+the cnnlab train step (Adam, the policy `auto`'s code) both ways, side by
+side, and the bare 3x3 convolution of ResNet-18-CIFAR's 32x32x64 stage, where
+the difference is largest.
 """
 
 import argparse
@@ -16,7 +17,7 @@ import jax
 from jax import lax
 
 from bench import common, workloads
-from cnnlab.train import parallel
+from cnnlab import backend
 
 def steps(rounds: int) -> list[common.Figure]:
     figures = []
@@ -29,7 +30,7 @@ def steps(rounds: int) -> list[common.Figure]:
         figures.append(common.Figure(
             "xla", f"{workload.label} step, XLA's defaults (YNNPACK) / cnnlab's options",
             f"{ms['XLA defaults']:.1f} ms vs {ms['cnnlab options']:.1f} ms", batch=str(workload.batch_size),
-            ratio=t["XLA defaults"]["ratio"], notes=f"Adam, conv_impl=auto; {rounds} rounds of {n} step(s)",
+            ratio=t["XLA defaults"]["ratio"], notes=f"Adam, backend auto's code; {rounds} rounds of {n} step(s)",
         ))  # fmt: skip
     return figures
 
@@ -42,7 +43,7 @@ def layer(rounds: int) -> common.Figure:
     conv = lambda w: lax.conv_general_dilated(x, w, (1, 1), [(1, 1)] * 2, dimension_numbers=("NHWC", "HWIO", "NHWC"))  # noqa: E731
     dy = jax.random.normal(jax.random.fold_in(key, 2), (64, 32, 32, 64))
     weight_grad = lambda w, dy: jax.vjp(conv, w)[1](dy)[0]  # noqa: E731
-    cnnlab = jax.jit(weight_grad, compiler_options=parallel.CPU_COMPILER_OPTIONS)
+    cnnlab = backend.jit(weight_grad)  # the policy auto's options: on the CPU, YNNPACK's fusions off
     defaults = jax.jit(weight_grad)
     t = common.interleaved({"cnnlab options": lambda: common.block(cnnlab(w, dy)),
                             "XLA defaults": lambda: common.block(defaults(w, dy))}, rounds)  # fmt: skip

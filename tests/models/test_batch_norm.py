@@ -1,5 +1,7 @@
-"""`layers.BatchNorm` (flax's BatchNorm with its sums as matrix products) and
-`layers.residual_relu` against flax's and jax's own code."""
+"""`layers.BatchNorm` (flax's BatchNorm with its sums as matrix products where the
+backend policy says "dot") and `layers.residual_relu` against flax's and jax's own code."""
+
+import dataclasses
 
 import flax.linen as nn
 import jax
@@ -7,9 +9,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from cnnlab import backend
 from cnnlab.models import layers
 
 SHAPE = (8, 6, 5, 16)
+DOT = dataclasses.replace(backend.STOCK, batch_norm="dot")  # the dot sums on any backend, the rest stock
 
 
 def _variables(shape=SHAPE):
@@ -50,20 +54,21 @@ def test_dot_sums_match_flax_in_training_with_gradients_and_running_averages():
     x = 3 * jax.random.normal(jax.random.PRNGKey(1), SHAPE) + 1.5  # an offset mean tests E[x^2] - E[x]^2
     variables = _variables()
     flax_bn = nn.BatchNorm(use_running_average=False, momentum=0.9, epsilon=1e-5)
-    dot_bn = layers.BatchNorm(use_running_average=False, momentum=0.9, epsilon=1e-5, sums="dot")
-    want, got = _step(flax_bn, variables, x), _step(dot_bn, variables, x)
-    _assert_close(got, want, tol=2e-5)
-    # The sums really are products: the traced step has dots and no reductions over x's size.
-    text = jax.jit(lambda x: dot_bn.apply(variables, x, mutable=["batch_stats"])).lower(x).as_text()
+    dot_bn = layers.BatchNorm(use_running_average=False, momentum=0.9, epsilon=1e-5)
+    with backend.use(DOT):
+        got = _step(dot_bn, variables, x)
+        # The sums really are products: the traced step has dots and no reductions over x's size.
+        text = jax.jit(lambda x: dot_bn.apply(variables, x, mutable=["batch_stats"])).lower(x).as_text()
+    _assert_close(got, _step(flax_bn, variables, x), tol=2e-5)
     assert "dot_general" in text and "reduce" not in text.replace("reduce_precision", "")
 
 
 def test_dot_sums_create_the_same_variables_as_flax():
     x = jnp.ones(SHAPE)
     shapes = lambda module: jax.tree.map(jnp.shape, module.init(jax.random.PRNGKey(0), x))  # noqa: E731
-    assert shapes(layers.BatchNorm(use_running_average=False, sums="dot")) == shapes(
-        nn.BatchNorm(use_running_average=False)
-    )
+    with backend.use(DOT):
+        ours = shapes(layers.BatchNorm(use_running_average=False))
+    assert ours == shapes(nn.BatchNorm(use_running_average=False))
 
 
 @pytest.mark.parametrize(
@@ -83,29 +88,24 @@ def test_other_cases_are_flax_code_unchanged(fields, call):
         variables = {**variables, "params": {"scale": variables["params"]["scale"]}}
     run = lambda m: m.apply(variables, x, mutable=["batch_stats"], **call)  # noqa: E731
     want = run(nn.BatchNorm(momentum=0.9, **fields))
-    got = run(layers.BatchNorm(momentum=0.9, sums="dot", **fields))
+    with backend.use(DOT):
+        got = run(layers.BatchNorm(momentum=0.9, **fields))
     jax.tree.map(lambda g, w: np.testing.assert_array_equal(np.asarray(g, np.float32), np.asarray(w, np.float32)),
                  got, want)  # fmt: skip
 
 
-def test_auto_takes_the_dot_sums_on_one_cpu_device():
+@pytest.mark.skipif(jax.default_backend() != "cpu" or jax.device_count() != 1, reason="auto's choice on one CPU device")
+def test_auto_takes_the_dot_sums_on_one_cpu_device_and_stock_flax_s():
     x = jnp.ones(SHAPE)
     variables = _variables()
-    text = lambda sums: jax.jit(  # noqa: E731
-        lambda x: layers.BatchNorm(use_running_average=False, sums=sums).apply(variables, x, mutable=["batch_stats"])
-    ).lower(x).as_text()
-    assert jax.default_backend() == "cpu" and jax.device_count() == 1
-    assert "dot_general" in text("auto") and "dot_general" not in text("xla")
 
+    def text(mode):
+        with backend.use(mode):
+            bn = layers.BatchNorm(use_running_average=False)
+            return jax.jit(lambda x: bn.apply(variables, x, mutable=["batch_stats"])).lower(x).as_text()
 
-def test_an_unknown_sums_value_names_the_layer_and_the_choices():
-    class Block(nn.Module):
-        @nn.compact
-        def __call__(self, x):
-            return layers.BatchNorm(use_running_average=False, sums="fast", name="bn1")(x)
-
-    with pytest.raises(ValueError, match=r"BatchNorm bn1: sums must be auto, xla or dot, got 'fast'"):
-        Block().init(jax.random.PRNGKey(0), jnp.ones(SHAPE))
+    assert backend.auto().batch_norm == "dot"
+    assert "dot_general" in text("auto") and "dot_general" not in text("stock")
 
 
 def test_residual_relu_is_relu_in_values_and_gradient():

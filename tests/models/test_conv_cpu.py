@@ -1,10 +1,13 @@
-"""The CPU convolution (`conv_cpu`, `Conv(conv_impl=...)`): the same numbers as `lax`.
+"""The CPU convolution (`conv_cpu`, the backend policy's conv="taps"): the same numbers as `lax`.
 
 Forward pass and both gradients against `lax.conv_general_dilated` for the
 strides, paddings, dilations and feature groups the zoo uses, in 1-D, 2-D and
-3-D; every model's convolutions reach the switch; a ResNet-18-CIFAR training
-run gives the loss curve of `conv_impl=xla`.
+3-D; every model's convolutions go through the function the policy names; a
+ResNet-18-CIFAR training run with the taps gives the loss curve of XLA's
+convolution.
 """
+
+import dataclasses
 
 import flax.linen as nn
 import jax
@@ -14,7 +17,7 @@ import optax
 import pytest
 from jax import lax
 
-from cnnlab import models
+from cnnlab import backend, models
 from cnnlab.models import conv_cpu, layers
 from cnnlab.train import steps
 from cnnlab.train import state as train_state
@@ -112,40 +115,67 @@ def test_input_dilation_and_other_layouts_fall_back_to_lax():
     _close(conv_cpu.conv_general_dilated(x, w, *args), lax.conv_general_dilated(x, w, *args))
 
 
-def test_conv_layer_picks_the_implementation_by_name():
-    assert layers.Conv(4, (3, 3), conv_impl="xla").conv_general_dilated is None  # flax's lax call
-    assert layers.Conv(4, (3, 3), conv_impl="cpu_matmul").conv_general_dilated is conv_cpu.conv_general_dilated
-    single_cpu = jax.default_backend() == "cpu" and jax.device_count() == 1
-    assert conv_cpu.resolve("auto") == ("cpu_matmul" if single_cpu else "xla")
-    with pytest.raises(ValueError, match="conv_impl must be one of auto, xla, cpu_matmul, got 'fast'"):
-        abstract_init(models.create("lenet5", num_classes=10, conv_impl="fast"), (32, 32, 1))
+def _with_conv(conv: str) -> backend.Policy:
+    """auto's policy with its convolution code replaced: only the convolutions differ."""
+    return dataclasses.replace(backend.auto(), conv=conv)
+
+
+def _record_conv_calls(monkeypatch) -> list[str]:
+    """The names ("xla", "taps") of the policy's functions that `layers.Conv` calls, in order."""
+    called = []
+    for name, function in list(layers._CONV_FUNCTIONS.items()):
+        def spy(*args, name=name, function=function, **kwargs):
+            called.append(name)
+            return function(*args, **kwargs)
+
+        monkeypatch.setitem(layers._CONV_FUNCTIONS, name, spy)
+    return called
+
+
+def test_conv_layer_calls_the_function_the_policy_names_and_an_explicit_one_wins(monkeypatch):
+    called = _record_conv_calls(monkeypatch)
+    x = jnp.ones((2, 8, 8, 3))
+    variables = jax.eval_shape(layers.Conv(4, (3, 3)).init, jax.random.key(0), x)
+    called.clear()
+    for name in ("xla", "taps", "xla"):
+        with backend.use(_with_conv(name)):
+            jax.eval_shape(layers.Conv(4, (3, 3)).apply, variables, x)
+    assert called == ["xla", "taps", "xla"]
+    with backend.use(_with_conv("taps")):
+        jax.eval_shape(layers.Conv(4, (3, 3), conv_general_dilated=lax.conv_general_dilated).apply, variables, x)
+    assert called == ["xla", "taps", "xla"]  # the function given to the layer, not the policy's
 
 
 @pytest.mark.parametrize("name", ["lenet5", "typical_cnn", "resnet18", "googlenet", "inception_v3", "xception",
                                   "mobilenet_v1", "convnext_tiny", "squeezenet1_1", "alexnet_grouped", "nin",
                                   "vgg11", "simple_cnn"])  # fmt: skip
-def test_conv_impl_reaches_every_convolution_and_keeps_the_parameters(name):
-    seen = []
+def test_the_policy_reaches_every_convolution_and_keeps_the_parameters(name, monkeypatch):
+    convs, called = {}, _record_conv_calls(monkeypatch)  # convs: {layer path: class}
 
     def record(next_fun, args, kwargs, context):
         if isinstance(context.module, nn.Conv) and context.method_name == "__call__":
-            seen.append((type(context.module), context.module.conv_impl))
+            convs[context.module.path] = type(context.module)
         return next_fun(*args, **kwargs)
 
     shape = models.default_input_shape(name)
     if name in ("googlenet", "vgg11", "convnext_tiny", "mobilenet_v1", "squeezenet1_1", "resnet18"):
         shape = (64, 64, 3)  # any size their windows fit: only the module tree matters here
-    with nn.intercept_methods(record):
-        _, xla_vars = abstract_init(models.create(name, num_classes=10, conv_impl="xla"), shape)
-    _, auto_vars = abstract_init(models.create(name, num_classes=10), shape)
-    assert seen and all(cls is layers.Conv and impl == "xla" for cls, impl in seen)
-    assert jax.tree.map(lambda a: (a.shape, a.dtype), xla_vars) == jax.tree.map(lambda a: (a.shape, a.dtype), auto_vars)
+    variables = {}
+    for impl in ("taps", "xla"):
+        convs.clear()
+        called.clear()
+        with backend.use(_with_conv(impl)), nn.intercept_methods(record):
+            _, variables[impl] = abstract_init(models.create(name, num_classes=10), shape)
+        assert convs and all(cls is layers.Conv for cls in convs.values()) and called == [impl] * len(convs)
+    shapes = {impl: jax.tree.map(lambda a: (a.shape, a.dtype), v) for impl, v in variables.items()}
+    assert shapes["taps"] == shapes["xla"]
 
 
-def _loss_curve(conv_impl: str, num_steps: int = 20) -> np.ndarray:
-    model = models.create("resnet18", num_classes=10, cifar_stem=True, num_filters=16, conv_impl=conv_impl)
+def _loss_curve(conv: str, num_steps: int = 20) -> np.ndarray:
+    model = models.create("resnet18", num_classes=10, cifar_stem=True, num_filters=16)
     tx = optax.sgd(0.01, momentum=0.9)
-    step = jax.jit(steps.make_train_step(model, tx, num_classes=10, learning_rate=lambda s, o: 0.01))
+    with backend.use(_with_conv(conv)):  # backend.jit traces every call with this policy
+        step = backend.jit(steps.make_train_step(model, tx, num_classes=10, learning_rate=lambda opt_state: 0.01))
     state = train_state.create(model, tx, (32, 32, 3), seed=0)
     rng = np.random.default_rng(0)
     batch = {"image": rng.standard_normal((8, 32, 32, 3), dtype=np.float32), "label": np.arange(8, dtype=np.int32)}
@@ -158,7 +188,7 @@ def _loss_curve(conv_impl: str, num_steps: int = 20) -> np.ndarray:
 
 @pytest.mark.slow
 def test_resnet18_cifar_trains_along_the_same_loss_curve_as_xla():
-    xla, ours = _loss_curve("xla"), _loss_curve("cpu_matmul")
+    xla, ours = _loss_curve("xla"), _loss_curve("taps")
     assert np.all(np.isfinite(xla)) and xla[-1] < xla[0]  # it trains
     # Float rounding differs (other summation orders) and 20 steps of training
     # amplify it: measured 8e-5 at most against an initial loss of 2.5.

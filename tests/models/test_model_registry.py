@@ -33,4 +33,4 @@ def test_model_config_builds_its_model(name):
 
 def test_default_experiment_model_config():
     cfg = yaml.safe_load((CONF / "lenet5.yaml").read_text())
-    assert cfg == {"name": "lenet5", "activation": "relu", "pooling": "max", "input_shape": None, "conv_impl": "auto"}
+    assert cfg == {"name": "lenet5", "activation": "relu", "pooling": "max", "input_shape": None}

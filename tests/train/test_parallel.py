@@ -35,7 +35,7 @@ def free_port() -> int:
 
 
 def test_jit_compiles_convolutions_without_ynnpack_on_the_cpu():
-    """A run's programs use XLA's own convolution (`parallel.CPU_COMPILER_OPTIONS`),
+    """A run's programs use XLA's own convolution (`backend.CPU_COMPILER_OPTIONS`),
     where XLA's defaults hand it to YNNPACK; the numbers agree to float tolerance."""
     x = jax.random.normal(jax.random.key(0), (8, 16, 16, 32))
     w = jax.random.normal(jax.random.key(1), (3, 3, 32, 32))
@@ -54,7 +54,7 @@ def test_jit_compiles_convolutions_without_ynnpack_on_the_cpu():
 
 
 def test_jit_init_compiles_at_o1_and_gives_the_same_state():
-    """The initial state's one-shot program is compiled at -O1 (`CPU_INIT_OPTIONS`):
+    """The initial state's one-shot program is compiled at -O1 (`backend.CPU_INIT_OPTIONS`):
     the same bits as the default -O3 build."""
     from cnnlab.models import registry
     from cnnlab.train import state as train_state

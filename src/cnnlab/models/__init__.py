@@ -6,6 +6,24 @@
 
 `models.names()` lists the registry; `models.conv_output_size(n, k, s, p)` is the
 conv arithmetic that every layer checks at build time.
+
+A model's fields are its architecture only. Which code computes its
+convolutions, BatchNorm sums and pooling, and which XLA options its programs
+compile with, is `cnnlab.backend`'s choice for the backend it runs on (on the
+CPU: tap-matmul convolutions, dot sums, tiled pooling, and XLA's own
+convolution instead of YNNPACK's). The code is chosen when the model is
+traced, under any `jax.jit`; the compiler options are an argument of the jit
+itself, so a training loop of your own gets them, as cnnlab's trainer does,
+by compiling its step with this one line:
+
+    train_step = cnnlab.backend.jit(train_step, donate_argnums=0)   # instead of jax.jit
+
+(With plain `jax.jit` such a loop's step took 1.7x (LeNet-5) and 1.4x
+(ResNet-18-CIFAR) as long as the trainer's on the CPU; with this line 0.9x:
+`bench/user_loop.py`.)
+
+(`with cnnlab.backend.use("stock"):` around building and tracing a step gives
+XLA's and flax's own code, for comparisons.)
 """
 
 from cnnlab.models.layers import conv_output_size

@@ -32,7 +32,6 @@ class AlexNet(nn.Module):
     fc_features: int = 4096
     dropout_rate: float = 0.5
     strict: bool = False
-    conv_impl: str = "auto"  # auto | xla | cpu_matmul: the convolution code (layers.Conv)
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
 
@@ -65,7 +64,6 @@ class AlexNetTV(nn.Module):
     fc_features: int = 4096
     dropout_rate: float = 0.5
     strict: bool = False
-    conv_impl: str = "auto"  # auto | xla | cpu_matmul: the convolution code (layers.Conv)
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
 

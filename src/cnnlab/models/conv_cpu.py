@@ -16,18 +16,17 @@ faster in that layout than as (M, Cin)^T @ (M, Cout)).
 `jax.custom_vjp`. `plan` picks, per layer, XLA's own code or the tap form
 for each of the forward pass, the input gradient and the weight gradient,
 from the per-layer measurements of `bench/conv_layers.py`. Compiled as runs
-compile (`parallel.compiler_options()`: XLA's own Eigen convolution, not
+compile (`backend.compiler_options()`: XLA's own Eigen convolution, not
 YNNPACK's, whose weight gradient was up to 28x slower), XLA's code wins at
 the large layers and the taps at the small ones: few input channels, outputs
 of one position, 1x1 kernels. Anything the taps do not cover (input
 dilation, other layouts, batch groups, negative padding) goes to
 `lax.conv_general_dilated` unchanged.
 
-`Conv(conv_impl=...)` (in `layers`) picks the implementation:
-
-- "auto": this one on a single CPU device, XLA's elsewhere (GPUs, TPUs, a simulated mesh);
-- "cpu_matmul": this one on any backend;
-- "xla": `lax.conv_general_dilated` (the configuration key `model.conv_impl=xla`).
+This module holds the kernels and the plan only; whether a model's
+`layers.Conv` uses them is the backend policy's choice
+(`cnnlab.backend.current().conv == "taps"`: on a single CPU device).
+Called directly, `conv_general_dilated` uses them on any backend.
 """
 
 import itertools
@@ -40,28 +39,6 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-IMPLS = ("auto", "xla", "cpu_matmul")
-
-
-def check_impl(impl: str) -> str:
-    if impl not in IMPLS:
-        raise ValueError(f"conv_impl must be one of {', '.join(IMPLS)}, got {impl!r}")
-    return impl
-
-
-def resolve(impl: str) -> str:
-    """"xla" or "cpu_matmul": "auto" is "cpu_matmul" only on a single CPU device (read at trace time).
-
-    Several CPU devices are a simulated mesh (tests, debug runs), not a faster
-    machine: there the partitioned tap products summed the batch in another
-    order than one device's, so ResNet-18's params after a few steps differed
-    by 7e-4 between 1 and 8 devices (XLA's convolution: under 1e-5), and each
-    program took about twice as long to compile. They keep XLA's convolution.
-    """
-    if check_impl(impl) == "auto":
-        return "cpu_matmul" if jax.default_backend() == "cpu" and jax.device_count() == 1 else "xla"
-    return impl
-
 
 class Plan(NamedTuple):
     """Which implementation computes each part of one convolution: "xla" or "taps"."""
@@ -73,7 +50,7 @@ class Plan(NamedTuple):
 
 def plan(input_shape: Sequence[int], kernel_shape: Sequence[int], output_spatial: Sequence[int], groups: int) -> Plan:
     """The per-layer choice, from `bench/conv_layers.py`'s per-layer measurements
-    (compiled as runs compile, with `parallel.compiler_options()`):
+    (compiled as runs compile, with `backend.compiler_options()`):
 
     - forward: the taps as one im2col product when there is a single input
       channel and one group (the typical CNN's conv1 on grey images: 3x faster

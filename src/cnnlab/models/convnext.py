@@ -57,7 +57,6 @@ class ConvNeXt(nn.Module):
     drop_path_rate: float = 0.1
     layer_scale_init: float = 1e-6
     strict: bool = False
-    conv_impl: str = "auto"  # auto | xla | cpu_matmul: the convolution code (layers.Conv)
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
 

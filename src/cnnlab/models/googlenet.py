@@ -49,7 +49,6 @@ class ConvBlock(nn.Module):
     padding: Any = 0
     batch_norm: bool = True
     strict: bool = False
-    conv_impl: str = "auto"  # auto | xla | cpu_matmul: the convolution code (layers.Conv)
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
     bn_axis_name: str | None = None  # pmap's axis: sync BatchNorm over devices
@@ -115,7 +114,6 @@ class GoogLeNet(nn.Module):
     branch3_kernel: int = 3
     dropout_rate: float = 0.4
     strict: bool = False
-    conv_impl: str = "auto"  # auto | xla | cpu_matmul: the convolution code (layers.Conv)
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
     bn_axis_name: str | None = None  # pmap's axis: sync BatchNorm over devices
@@ -153,8 +151,8 @@ class GoogLeNet(nn.Module):
 
 
 def _block_factory(model: GoogLeNet) -> partial:
-    """ConvBlock carrying the model's batch_norm, strict flag, conv_impl and dtypes."""
+    """ConvBlock carrying the model's batch_norm, strict flag and dtypes."""
     return partial(
         ConvBlock, batch_norm=model.batch_norm, strict=model.strict, dtype=model.dtype, param_dtype=model.param_dtype,
-        bn_axis_name=model.bn_axis_name, conv_impl=model.conv_impl,
+        bn_axis_name=model.bn_axis_name,
     )

@@ -27,7 +27,6 @@ class ConvBN(nn.Module):
     strides: int = 1
     padding: str = "SAME"
     strict: bool = False
-    conv_impl: str = "auto"  # auto | xla | cpu_matmul: the convolution code (layers.Conv)
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
     bn_axis_name: str | None = None  # pmap's axis: sync BatchNorm over devices
@@ -157,7 +156,6 @@ class InceptionV3(nn.Module):
 
     num_classes: int = 1000
     strict: bool = False
-    conv_impl: str = "auto"  # auto | xla | cpu_matmul: the convolution code (layers.Conv)
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
     bn_axis_name: str | None = None  # pmap's axis: sync BatchNorm over devices
@@ -165,7 +163,7 @@ class InceptionV3(nn.Module):
     @nn.compact
     def __call__(self, x, train: bool = False):
         conv = partial(ConvBN, strict=self.strict, dtype=self.dtype, param_dtype=self.param_dtype,
-                       bn_axis_name=self.bn_axis_name, conv_impl=self.conv_impl)  # fmt: skip
+                       bn_axis_name=self.bn_axis_name)  # fmt: skip
         pool = lambda name: layers.MaxPool((3, 3), (2, 2), strict=self.strict, name=name)  # noqa: E731
         x = conv(32, (3, 3), 2, "VALID", name="conv1")(x, train)  # (B, 149, 149, 32)
         x = conv(32, (3, 3), 1, "VALID", name="conv2")(x, train)  # (B, 147, 147, 32)

@@ -9,11 +9,15 @@ fails with the layer's path and the conv arithmetic
     n_out = floor((n + 2p - k) / s) + 1
 
 instead of an XLA shape error deep in a trace. `strict=True` also rejects a
-stride that does not tile its (padded) input exactly. `Conv(conv_impl=...)`
-picks the convolution code: on the CPU backend ("auto") the parts of a small
-layer where XLA:CPU is slow (few input channels, a one-position output, a 1x1
-kernel's weight gradient) are matmuls, one per kernel tap (`conv_cpu`), and
-`BatchNorm`'s per-channel sums are matrix products too.
+stride that does not tile its (padded) input exactly.
+
+Which code computes them is not a field of any layer: `Conv`, `BatchNorm`,
+`MaxPool` and `AvgPool` ask `cnnlab.backend.current()` when they are traced.
+On a single CPU device (`backend.auto()`) the parts of a small convolution
+where XLA:CPU is slow are matmuls, one per kernel tap (`conv_cpu`),
+`BatchNorm`'s per-channel sums are matrix products, and pooling windows that
+tile their input reduce a reshaped view; under `backend.use("stock")` all
+three are XLA's and flax's own code. The numbers agree to float tolerance.
 
 The pooling, flatten and dropout steps are modules (not bare functions) so that
 they appear as rows in the Keras-style summary, as they do in Keras.
@@ -29,6 +33,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from cnnlab import backend
 from cnnlab.models import conv_cpu
 
 FORMULA = "floor((n + 2p - k) / s) + 1"
@@ -123,21 +128,17 @@ class Conv(nn.Conv):
     """`flax.linen.Conv` that checks its kernel fits its input before tracing the conv.
 
     Same parameters and names as `nn.Conv` (so weights are interchangeable).
-    `conv_impl` picks the code that computes it, with the same numbers to float
-    tolerance: "xla" is `lax.conv_general_dilated`; "cpu_matmul" is
-    `conv_cpu.conv_general_dilated` (XLA's code, or one matmul per kernel tap
-    for the parts of a layer where that is faster on XLA:CPU); "auto" is
-    "cpu_matmul" on a single CPU device and "xla" on any other.
+    The convolution is `policy_conv`: `lax.conv_general_dilated` or
+    `conv_cpu.conv_general_dilated` as `backend.current().conv` says when the
+    layer is traced. A function given as `conv_general_dilated=` wins.
     """
 
     strict: bool = False
-    conv_impl: str = "auto"
 
     def __post_init__(self) -> None:
-        # flax's Conv calls `self.conv_general_dilated` when it is set; a function
-        # given explicitly wins over conv_impl.
-        if self.conv_general_dilated in (None, *_CONV_FUNCTIONS.values()):
-            self.conv_general_dilated = _CONV_FUNCTIONS[conv_cpu.check_impl(self.conv_impl)]
+        # flax's Conv calls `self.conv_general_dilated` when it is set.
+        if self.conv_general_dilated is None:
+            self.conv_general_dilated = policy_conv
         super().__post_init__()
 
     def __call__(self, inputs: jax.Array) -> jax.Array:
@@ -150,13 +151,12 @@ class Conv(nn.Conv):
         return super().__call__(inputs)
 
 
-def _auto_conv(*args: Any, **kwargs: Any) -> jax.Array:
-    """`conv_cpu.conv_general_dilated` when tracing for the CPU backend, `lax`'s otherwise."""
-    conv = conv_cpu.conv_general_dilated if conv_cpu.resolve("auto") == "cpu_matmul" else lax.conv_general_dilated
-    return conv(*args, **kwargs)
+_CONV_FUNCTIONS = {"xla": lax.conv_general_dilated, "taps": conv_cpu.conv_general_dilated}
 
 
-_CONV_FUNCTIONS = {"auto": _auto_conv, "xla": None, "cpu_matmul": conv_cpu.conv_general_dilated}
+def policy_conv(*args: Any, **kwargs: Any) -> jax.Array:
+    """`lax.conv_general_dilated`'s signature; the function `backend.current().conv` names, read at trace time."""
+    return _CONV_FUNCTIONS[backend.current().conv](*args, **kwargs)
 
 
 def _pool_padding(spatial, window, strides, padding: Padding, ceil_mode: bool):
@@ -201,7 +201,10 @@ def _tiles(x: jax.Array, window: Sequence[int], strides: Sequence[int], padding)
     Pooling over the k axes of this view is the same forward pass as `reduce_window`,
     and its backward is element-wise. On XLA:CPU the backward of `reduce_window`
     (`select_and_scatter` for max) took about 40% of a LeNet-5 Adam step (`bench/pooling.py`).
+    Taken only where `backend.current().pooling` is "tiles".
     """
+    if backend.current().pooling != "tiles":
+        return None
     unpadded = padding == "VALID" if isinstance(padding, str) else all(p == (0, 0) for p in padding)
     if tuple(window) != tuple(strides) or not unpadded:
         return None
@@ -220,9 +223,10 @@ def _tile_axes(window: Sequence[int]) -> tuple[int, ...]:
 class MaxPool(_Pool):
     """Max pooling over the spatial axes of (B, *spatial, C); pads with -inf.
 
-    Where the windows tile the input (LeNet-5, VGG, the typical CNN: 2x2/2) this is a
-    max over a reshaped view, whose gradient splits a tie between its maxima (jnp.max's
-    rule) where `reduce_window`'s goes to one of them; the forward pass is the same.
+    Where the windows tile the input (LeNet-5, VGG, the typical CNN: 2x2/2) and the
+    backend policy pools over "tiles", this is a max over a reshaped view, whose
+    gradient splits a tie between its maxima (jnp.max's rule) where `reduce_window`'s
+    goes to one of them; the forward pass is the same.
     """
 
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -340,24 +344,22 @@ class DropPath(nn.Module):
 
 class BatchNorm(nn.BatchNorm):
     """`flax.linen.BatchNorm` (same fields, variables and numbers to float
-    tolerance) whose per-channel sums are matrix products on the CPU.
+    tolerance) whose per-channel sums are matrix products where the backend
+    policy says so (`backend.current().batch_norm == "dot"`: a single CPU device).
 
     A training step of BatchNorm needs four sums over (B, H, W) per channel:
     of x and x^2 forward, of dy and dy * xhat backward. XLA:CPU reduces the
     leading axes of a (B, H, W, C) array at 2-5 GB/s; the same sum as
     `ones(M) @ x.reshape(M, C)` runs in Eigen's matrix-vector product, 2.5-8x
-    faster on arrays of 4-17 MB. `sums` picks: "dot" (those products, under a
-    `jax.custom_vjp` that writes the backward pass with them too), "xla"
-    (flax's own code), or "auto": "dot" on a single CPU device, "xla" anywhere
-    else (GPUs and TPUs reduce fast; their default matmul precision would also
-    round the sums).
+    faster on arrays of 4-17 MB. The "dot" path computes them so, under a
+    `jax.custom_vjp` that writes the backward pass with them too; "xla" is
+    flax's own code (GPUs and TPUs reduce fast; their default matmul precision
+    would also round the sums).
 
     Only the plain training case takes the "dot" path: float32 inputs and
     parameters, channels last, scale and bias, no mask, no `axis_name`. Anything
     else, and evaluation with the running averages, is flax's code unchanged.
     """
-
-    sums: str = "auto"
 
     @nn.compact
     def __call__(self, x, use_running_average: bool | None = None, *, mask: jax.Array | None = None):
@@ -376,9 +378,7 @@ class BatchNorm(nn.BatchNorm):
         return y
 
     def _dot_sums(self, x: jax.Array, mask: jax.Array | None) -> bool:
-        if self.sums not in ("auto", "xla", "dot"):
-            raise ValueError(f"BatchNorm {layer_path(self)}: sums must be auto, xla or dot, got {self.sums!r}")
-        wanted = self.sums == "dot" or (self.sums == "auto" and conv_cpu.resolve("auto") == "cpu_matmul")
+        wanted = backend.current().batch_norm == "dot"
         plain = (
             mask is None and self.axis_name is None and self.axis in (-1, x.ndim - 1)
             and self.use_scale and self.use_bias and self.use_fast_variance and self.force_float32_reductions
@@ -440,9 +440,8 @@ def batch_norm(train: bool, dtype: Any, param_dtype: Any, axis_name: str | None 
 
 
 def conv_factory(module: nn.Module, **overrides: Any) -> partial:
-    """Checked `Conv` carrying a model's dtype, param_dtype, strict flag and conv_impl."""
-    options = dict(dtype=module.dtype, param_dtype=module.param_dtype, strict=module.strict,
-                   conv_impl=module.conv_impl)  # fmt: skip
+    """Checked `Conv` carrying a model's dtype, param_dtype and strict flag."""
+    options = dict(dtype=module.dtype, param_dtype=module.param_dtype, strict=module.strict)
     return partial(Conv, **{**options, **overrides})
 
 

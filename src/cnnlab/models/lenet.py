@@ -23,7 +23,6 @@ class LeNet5(nn.Module):
     activation: str = "tanh"
     pooling: str = "avg"
     strict: bool = False
-    conv_impl: str = "auto"  # auto | xla | cpu_matmul: the convolution code (layers.Conv)
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
 

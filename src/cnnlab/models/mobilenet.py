@@ -28,7 +28,6 @@ class MobileNetV1(nn.Module):
     alpha: float = 1.0
     dropout_rate: float = 1e-3
     strict: bool = False
-    conv_impl: str = "auto"  # auto | xla | cpu_matmul: the convolution code (layers.Conv)
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
     bn_axis_name: str | None = None  # pmap's axis: sync BatchNorm over devices

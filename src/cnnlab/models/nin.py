@@ -34,7 +34,6 @@ class NIN(nn.Module):
     poolings: Sequence[str] = ("max", "avg")
     dropout_rate: float = 0.5
     strict: bool = False
-    conv_impl: str = "auto"  # auto | xla | cpu_matmul: the convolution code (layers.Conv)
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
 

@@ -2,9 +2,15 @@
 
 Each entry is a Flax module class or a `functools.partial` of one that fixes a
 size (sizes are data). Options are the module's fields, e.g.
-`create("resnet18", num_classes=10, cifar_stem=True)`; every model takes
-`dtype`, `param_dtype`, `strict` and `conv_impl` ("auto", "xla" or
-"cpu_matmul": see `layers.Conv`).
+`create("resnet18", num_classes=10, cifar_stem=True)`: the architecture and
+nothing else. Every model takes `dtype` and `param_dtype`; every model with
+convolution or pooling windows (all but the MLP) takes `strict`, an arithmetic
+check: with `strict=True` a window whose stride does not tile its padded
+input exactly (`(n + 2p - k) / s` not an integer) raises a ValueError naming
+the layer instead of silently dropping the last rows.
+
+Which code computes the convolutions, BatchNorm and pooling is not a model
+option: `cnnlab.backend` decides it per backend when the model is traced.
 """
 
 from functools import partial

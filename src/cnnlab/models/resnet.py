@@ -89,7 +89,6 @@ class ResNet(nn.Module):
     bn_epsilon: float = 1e-5
     bn_momentum: float = 0.9
     strict: bool = False
-    conv_impl: str = "auto"  # auto | xla | cpu_matmul: the convolution code (layers.Conv)
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
     bn_axis_name: str | None = None  # pmap's axis: sync BatchNorm over devices

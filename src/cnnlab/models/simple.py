@@ -19,8 +19,6 @@ class MLP(nn.Module):
     num_classes: int = 2
     hidden_sizes: Sequence[int] = (1000, 500)
     dropout_rate: float = 0.0
-    strict: bool = False  # no windows to check; accepted so every model takes it
-    conv_impl: str = "auto"  # no convolutions; accepted so every model takes it
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
 
@@ -50,7 +48,6 @@ class TypicalCNN(nn.Module):
     hidden_size: int = 64
     dropout_rate: float = 0.5
     strict: bool = False
-    conv_impl: str = "auto"  # auto | xla | cpu_matmul: the convolution code (layers.Conv)
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
 
@@ -85,7 +82,6 @@ class SimpleCNN(nn.Module):
     kernel_size: int = 3
     dropout_rate: float = 0.0
     strict: bool = False
-    conv_impl: str = "auto"  # auto | xla | cpu_matmul: the convolution code (layers.Conv)
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
 

@@ -52,7 +52,6 @@ class SqueezeNet(nn.Module):
     version: str = "1_0"
     dropout_rate: float = 0.5
     strict: bool = False
-    conv_impl: str = "auto"  # auto | xla | cpu_matmul: the convolution code (layers.Conv)
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
 

@@ -43,7 +43,6 @@ class VGG(nn.Module):
     num_filters: int = 64  # the first stage's width; the paper's 64-128-256-512-512 scale with it
     dropout_rate: float = 0.5
     strict: bool = False
-    conv_impl: str = "auto"  # auto | xla | cpu_matmul: the convolution code (layers.Conv)
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
     bn_axis_name: str | None = None  # pmap's axis: sync BatchNorm over devices

@@ -22,7 +22,6 @@ class SeparableConv(nn.Module):
 
     features: int
     strict: bool = False
-    conv_impl: str = "auto"  # auto | xla | cpu_matmul: the convolution code (layers.Conv)
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
 
@@ -40,7 +39,6 @@ class Xception(nn.Module):
     num_classes: int = 1000
     middle_blocks: int = 8
     strict: bool = False
-    conv_impl: str = "auto"  # auto | xla | cpu_matmul: the convolution code (layers.Conv)
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
     bn_axis_name: str | None = None  # pmap's axis: sync BatchNorm over devices
@@ -49,7 +47,7 @@ class Xception(nn.Module):
         conv = layers.conv_factory(self, use_bias=False)
         norm = layers.batch_norm(train, self.dtype, self.param_dtype, self.bn_axis_name, momentum=0.99, epsilon=1e-3)
         sep = lambda features, name: SeparableConv(  # noqa: E731
-            features, self.strict, self.conv_impl, self.dtype, self.param_dtype, name=name
+            features, self.strict, self.dtype, self.param_dtype, name=name
         )
         return conv, norm, sep
 

@@ -16,9 +16,12 @@ mean over the global batch, so the numbers equal a single device's.
 `pmap`: the step runs per device on its slice of the batch and averages
 gradients, batch statistics and metrics with `lax.pmean` over `batch`.
 
-On the CPU backend `jit` compiles with `compiler_options()`: XLA's own
-convolutions, dots and reductions instead of its YNNPACK library calls
-(`pmap` takes no compiler options and keeps XLA's defaults).
+`jit` compiles every program with the XLA options of the backend policy in
+force when the strategy is created (`backend.compiler_options()`; on the CPU
+XLA's own convolutions, dots and reductions instead of its YNNPACK library
+calls) and the initial state's one-shot program with
+`backend.init_compiler_options()` (-O1 on the CPU). `pmap` takes no compiler
+options and keeps XLA's defaults.
 """
 
 import dataclasses
@@ -31,32 +34,11 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from cnnlab import backend
+
 log = logging.getLogger(__name__)
 
 AXIS = "batch"  # the pmap axis name that steps average over
-
-
-# jaxlib 0.10's XLA:CPU hands f32 convolutions, dots and reductions to YNNPACK
-# ("library fusions", on by default). Its convolution gradients were the slow
-# part of every CNN step: the weight gradient of ResNet-18-CIFAR's 3x3 layer at
-# 32x32x64 took 12-28x as long there as in XLA's own (Eigen) convolution, and
-# whole train steps of LeNet-5, a typical CNN and ResNet-18-CIFAR took 1.6-2.6x
-# as long (`bench/xla_options.py`). Later XLA releases take f32 convolutions off
-# YNNPACK themselves.
-CPU_COMPILER_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": ""}
-
-
-# The initial state's program runs once, so it is compiled at LLVM's -O1, not
-# XLA's default -O3: on the CPU that compiled 1.8-2x faster (ResNet-50 at 224:
-# 11.9 -> 6.7 s; VGG-16: 4.8 -> 2.4 s; the wide typical CNN: 2.3 -> 1.3 s) and
-# gave the same bits. -O0 compiled faster still but ran VGG-16's init 4x slower.
-CPU_INIT_OPTIONS = {"xla_backend_optimization_level": 1}
-
-
-def compiler_options() -> dict[str, Any] | None:
-    """The XLA options cnnlab compiles its steps with: `CPU_COMPILER_OPTIONS` on
-    the CPU backend, XLA's defaults (None) on GPUs and TPUs."""
-    return dict(CPU_COMPILER_OPTIONS) if jax.default_backend() == "cpu" else None
 
 
 def initialize_multihost(cfg: Mapping[str, Any]) -> None:
@@ -82,8 +64,9 @@ def check_batch_size(name: str, batch_size: int) -> None:
 @dataclasses.dataclass(frozen=True)
 class Jit:
     mesh: Mesh
-    # For every program it compiles; XLA's defaults where None.
-    compiler_options: dict[str, Any] | None = dataclasses.field(default_factory=compiler_options)
+    # For every step program it compiles, and for the initial state's; XLA's defaults where None.
+    compiler_options: dict[str, Any] | None = dataclasses.field(default_factory=backend.compiler_options)
+    init_compiler_options: dict[str, Any] | None = dataclasses.field(default_factory=backend.init_compiler_options)
 
     @property
     def replicated(self) -> NamedSharding:
@@ -98,8 +81,7 @@ class Jit:
         # nothing is materialized twice.
         abstract = jax.eval_shape(init_fn)
         shardings = jax.tree.map(lambda _: self.replicated, abstract)
-        options = None if self.compiler_options is None else {**self.compiler_options, **CPU_INIT_OPTIONS}
-        return jax.jit(init_fn, out_shardings=shardings, compiler_options=options)()
+        return jax.jit(init_fn, out_shardings=shardings, compiler_options=self.init_compiler_options)()
 
     def compile_train(self, step: Callable) -> Callable:
         return jax.jit(step, out_shardings=(self.replicated, self.replicated), donate_argnums=0,
