@@ -77,10 +77,35 @@ def test_current_learning_rate_includes_the_plateau_factor():
     tx, lr = optim.build(SGD, PLATEAU, steps_per_epoch=1)
     params, grads = {"kernel": jnp.zeros(2)}, {"kernel": jnp.ones(2)}
     state = tx.init(params)
-    for step, loss in enumerate([1.0, 1.0, 1.0]):
+    for loss in [1.0, 1.0, 1.0]:
         _, state = tx.update(grads, state, params, value=loss)
-    assert optim.current_learning_rate(lr, step, state) == pytest.approx(0.025)  # halved twice
-    assert optim.current_learning_rate(lr, step) == pytest.approx(0.1)  # the schedule alone
+    assert float(optim.current_learning_rate(state)) == pytest.approx(0.025)  # halved twice
+    assert lr(2) == pytest.approx(0.1)  # the schedule alone
+
+
+def test_the_logged_rate_is_the_rate_of_the_latest_update():
+    tx, lr = optim.build(SGD, {"name": "step_decay", "factor": 0.5, "every": 2, "unit": "step"})
+    params, grads = {"kernel": jnp.zeros(2)}, {"kernel": jnp.ones(2)}
+    state, logged = tx.init(params), []
+    for _ in range(5):
+        updates, state = tx.update(grads, state, params)
+        logged.append(float(optim.current_learning_rate(state)))
+        assert float(-updates["kernel"][0]) == pytest.approx(logged[-1])  # SGD: the update is -rate * grad
+    assert logged == pytest.approx([0.1, 0.1, 0.05, 0.05, 0.025])
+
+
+def test_one_update_function_serves_every_peak_rate():
+    """The peak rate lives in the state: a state given another peak trains at that rate."""
+    tx, _ = optim.build(SGD, {"name": "step_decay", "factor": 0.5, "every": 2, "unit": "step"})
+    other, _ = optim.build({**SGD, "learning_rate": 0.3}, {"name": "step_decay", "factor": 0.5, "every": 2,
+                                                             "unit": "step"})  # fmt: skip
+    params, grads = {"kernel": jnp.zeros(2)}, {"kernel": jnp.ones(2)}
+    ours = optim.schedules.set_peak_rate(tx.init(params), 0.3)
+    theirs = other.init(params)
+    for _ in range(3):
+        a, ours = jax.jit(tx.update)(grads, ours, params)
+        b, theirs = other.update(grads, theirs, params)
+        np.testing.assert_array_equal(a["kernel"], b["kernel"])
 
 
 def test_regularizers_are_chained_in_front():

@@ -196,9 +196,11 @@ def build(
       `optax.contrib.reduce_on_plateau` last. That one needs the batch loss:
       call `tx.update(grads, opt_state, params, value=loss)` (the other
       transforms ignore `value`, so always passing it is safe).
-      `schedule(step)` is the scheduled learning rate of the update at `step`;
-      `schedules.current_learning_rate(schedule, step, opt_state)` includes
-      the plateau factor.
+      The peak rate lives in the optimizer state (`schedules.with_peak_rate`):
+      `schedules.set_peak_rate(opt_state, rate)` changes it without a new
+      update function, and `current_learning_rate(opt_state)` reads the rate
+      of the latest update, plateau factor included. `schedule(step)` is the
+      scheduled rate of the update at `step`, for plots.
 
     Raises:
       ValueError: naming the offending key, for an unknown optimizer or
@@ -217,11 +219,13 @@ def build(
     learning_rate = hyperparameters.pop("learning_rate")
     schedule_config = schedule if schedule is not None else {"name": "constant"}
     schedule_fn, tail = _build_schedule(schedule_config, learning_rate, steps_per_epoch)
+    shape, _ = _build_schedule(schedule_config, 1.0, steps_per_epoch)  # the same schedule at a peak of 1
 
     penalties = []
     if l1 > 0:
         penalties.append(regularizers.l1(l1))
     if l2 > 0:
         penalties.append(regularizers.l2(l2))
-    core = registry.create(name, learning_rate=schedule_fn, **hyperparameters)
+    factory = registry.get(name)
+    core = schedules.with_peak_rate(factory, learning_rate, shape, **hyperparameters)
     return optax.chain(*penalties, core, *tail), schedule_fn

@@ -12,13 +12,18 @@ schedules:
 - `plateau`: the lecture's annealing when the change in the objective falls
   below a threshold. It depends on the loss, not on the step, so it is not a
   schedule but a transform (`optax.contrib.reduce_on_plateau`) at the end of
-  the chain, whose state holds the current factor; `current_learning_rate`
-  reads it.
+  the chain, whose state holds the current factor.
+
+`with_peak_rate` keeps a run's peak rate and the rate of its latest update in
+the optimizer state; `current_learning_rate(opt_state)` reads the rate a step
+used from there, plateau factor included.
 """
 
-from typing import Literal
+from collections.abc import Callable
+from typing import Literal, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import optax
 import optax.contrib
 from optax.contrib import ReduceLROnPlateauState
@@ -126,13 +131,67 @@ def plateau_scale(opt_state: optax.OptState) -> jax.Array | float:
     return 1.0
 
 
-def current_learning_rate(
-    schedule: optax.Schedule, step: int, opt_state: optax.OptState | None = None
-) -> float:
-    """The learning rate of the update made at `step` (0-based), for logging.
+class PeakRateState(NamedTuple):
+    """`with_peak_rate`'s state: the peak rate lives here, not in the update's closure."""
 
-    `schedule` is the one `cnnlab.optim.build` returns. `opt_state`, the state
-    returned by that update, is needed only to include a `plateau` factor.
+    peak: jax.Array  # () float32, the schedule's peak (or constant) rate: a sweep variant's own
+    rate: jax.Array  # () float32, the scheduled rate of the latest update (before any plateau factor)
+    count: jax.Array  # () int32, updates so far
+    inner: optax.OptState  # the optimizer's own state
+
+
+def with_peak_rate(
+    factory: Callable[..., optax.GradientTransformation], peak: float, shape: optax.Schedule, **hyperparameters
+) -> optax.GradientTransformationExtraArgs:
+    """`factory(learning_rate=lambda t: peak * shape(t), **hyperparameters)`, with `peak` in the state.
+
+    Two things follow from keeping the peak rate (and the rate of the latest
+    update) in the optimizer state instead of a closure, as
+    `optax.inject_hyperparams` keeps its hyperparameters:
+    - every optimizer built this way, whatever its peak, has the same `update`
+      function, so one compiled step serves any rate, and `jax.vmap` over
+      states with different peaks trains a learning-rate sweep in one program;
+    - the rate a step used is read from the state (`current_learning_rate`),
+      in one place for every run.
     """
-    scale = 1.0 if opt_state is None else plateau_scale(opt_state)
-    return float(schedule(step)) * float(scale)
+
+    def init(params):
+        inner = factory(learning_rate=lambda count: peak * shape(count), **hyperparameters).init(params)
+        return PeakRateState(jnp.asarray(peak, jnp.float32), jnp.zeros((), jnp.float32), jnp.zeros((), jnp.int32), inner)
+
+    def update(updates, state, params=None, **extra):
+        tx = optax.with_extra_args_support(
+            factory(learning_rate=lambda count: state.peak * shape(count), **hyperparameters)
+        )
+        updates, inner = tx.update(updates, state.inner, params, **extra)
+        rate = (state.peak * shape(state.count)).astype(jnp.float32)
+        return updates, PeakRateState(state.peak, rate, optax.safe_increment(state.count), inner)
+
+    return optax.GradientTransformationExtraArgs(init, update)
+
+
+def _peak_rate_states(opt_state: optax.OptState) -> list[PeakRateState]:
+    is_peak = lambda node: isinstance(node, PeakRateState)  # noqa: E731
+    return [node for node in jax.tree.leaves(opt_state, is_leaf=is_peak) if is_peak(node)]
+
+
+def set_peak_rate(opt_state: optax.OptState, peak: jax.Array | float) -> optax.OptState:
+    """`opt_state` with every `PeakRateState`'s peak replaced (a sweep variant's rate)."""
+    is_peak = lambda node: isinstance(node, PeakRateState)  # noqa: E731
+    return jax.tree.map(lambda node: node._replace(peak=jnp.asarray(peak, jnp.float32)) if is_peak(node) else node,
+                        opt_state, is_leaf=is_peak)  # fmt: skip
+
+
+def current_learning_rate(opt_state: optax.OptState) -> jax.Array:
+    """The learning rate of the latest update that produced `opt_state`: the scheduled rate
+    kept by `with_peak_rate`, times the factor of a `plateau` transform if there is one.
+
+    This is the rate every run logs. `opt_state` must hold exactly one
+    `PeakRateState` (as `cnnlab.optim.build` makes it); for a transfer run's
+    two phases, pass the active phase's state.
+    """
+    found = _peak_rate_states(opt_state)
+    if len(found) != 1:
+        raise ValueError(f"current_learning_rate needs an optimizer state with one scheduled rate "
+                         f"(cnnlab.optim.build's); this one has {len(found)}")  # fmt: skip
+    return found[0].rate * plateau_scale(opt_state)

@@ -52,19 +52,13 @@ def phases_state(opt_state: Any) -> PhasesState:
     return next(node for node in jax.tree.leaves(opt_state, is_leaf=is_phases) if is_phases(node))
 
 
-def step_learning_rate(schedule: Callable, boundary: int, active: int) -> Callable:
-    """`learning_rate(step, opt_state)` for the step metrics of phase `active`.
-
-    Phase 1's schedule starts at 0 at the boundary step (its optimizer is
-    fresh there), and already includes lr_scale.
-    """
-    if active == 0:
-        return lambda step, opt_state: schedule(step) * schedules.plateau_scale(phases_state(opt_state).head)
-    return lambda step, opt_state: schedule(step - boundary) * schedules.plateau_scale(
-        phases_state(opt_state).finetune
-    )
+def step_learning_rate(active: int) -> Callable:
+    """`learning_rate(opt_state)` for the step metrics of phase `active`: the rate kept in
+    that phase's own optimizer state (phase 1's schedule starts at the boundary, lr_scale
+    included)."""
+    return lambda opt_state: schedules.current_learning_rate(phases_state(opt_state)[active])
 
 
 def run_learning_rate(head_schedule: Callable, finetune_schedule: Callable, boundary: int) -> Callable:
-    """`learning_rate(step)` over the whole run, for the per-epoch logs."""
+    """`learning_rate(step)` over the whole run, for the TensorBoard schedule plot."""
     return lambda step: head_schedule(step) if step < boundary else finetune_schedule(step - boundary)

@@ -37,7 +37,7 @@ STRATEGIES = ("none", "full", "partial", "feature_extractor", "linear_probe")
 class Phase(NamedTuple):
     tx: optax.GradientTransformation
     model: Any  # what the train step applies (frozen BatchNorm layers intercepted)
-    learning_rate: Callable  # (step, opt_state) -> the rate of that update, for the step metrics
+    learning_rate: Callable  # opt_state -> the rate of the update that produced it, for the step metrics
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,13 +67,12 @@ class Plan:
         """
         head_tx, head_schedule = build(1.0)
         if not self.finetune_epochs:
-            lr = lambda step, opt_state: head_schedule(step) * schedules.plateau_scale(opt_state)  # noqa: E731
-            return [Phase(_masked(head_tx, self.masks[0]), self._train_model(0), lr)], head_schedule
+            return [Phase(_masked(head_tx, self.masks[0]), self._train_model(0), schedules.current_learning_rate)], \
+                head_schedule
         finetune_tx, finetune_schedule = build(self.lr_scale)
         first, second = _masked(head_tx, self.masks[0]), _masked(finetune_tx, self.masks[1])
-        phases = [Phase(finetune.phase(first, second, p), self._train_model(p),
-                        finetune.step_learning_rate(schedule, boundary, p))
-                  for p, schedule in enumerate((head_schedule, finetune_schedule))]  # fmt: skip
+        phases = [Phase(finetune.phase(first, second, p), self._train_model(p), finetune.step_learning_rate(p))
+                  for p in range(2)]
         return phases, finetune.run_learning_rate(head_schedule, finetune_schedule, boundary)
 
     def _train_model(self, phase: int):
