@@ -46,23 +46,22 @@ def time_steps(cfg: dict, steps: int, rounds: int) -> dict:
     """Seconds for `steps` steps of all K variants: one vmapped program against K single runs."""
     par = parallel.create("jit")
     job = setup.build(cfg, par)
-    grid = vmap_sweep.variants(cfg)
-    program = vmap_sweep.build_program(cfg, job, par, grid)
+    program = setup.build(cfg, par, variants=vmap_sweep.variants(cfg))
     batches = data.train_batches(job.dataset.splits["train"], batch_size=job.host_batch_size, seed=0, epoch=0,
                                  normalization=job.dataset.normalization)  # fmt: skip
     placed = [par.put(batches[i % len(batches)]) for i in range(steps)]
-    state = {"vmap": par.place(program.init_state)}
-    singles = [par.init(job.init_state) for _ in grid]  # K independent states, as K runs hold
+    state = {"vmap": program.init(par)}
+    singles = [job.init(par) for _ in range(program.k)]  # K independent states, as K runs hold
 
     def vmapped():
         for batch in placed:
-            state["vmap"], metrics = program.train_step(state["vmap"], batch)
+            state["vmap"], metrics = program.phases[0].train_step(state["vmap"], batch)
         jax.block_until_ready(metrics)
 
     def sequential():
         for i in range(len(singles)):
             for batch in placed:
-                singles[i], metrics = job.train_step(singles[i], batch)
+                singles[i], metrics = job.phases[0].train_step(singles[i], batch)
             jax.block_until_ready(metrics)
 
     return interleaved({"vmap": vmapped, "sequential": sequential}, rounds, warmup=1)

@@ -17,8 +17,7 @@ import grain
 import jax
 import numpy as np
 
-from cnnlab import data, models, optim
-from cnnlab.train import parallel
+from cnnlab import backend, data, models, optim
 from cnnlab.train import state as train_state
 from cnnlab.train import steps
 
@@ -37,10 +36,9 @@ def main() -> None:
         "kfold": {"k": None, "fold": 0}, "train_subset": None, "normalize": "zscore", "in_memory": "auto",
     })  # fmt: skip
     model = models.create("lenet5", num_classes=10, activation="relu", pooling="max")
-    tx, schedule = optim.build({"name": "adam", "learning_rate": 1e-3})
+    tx, _ = optim.build({"name": "adam", "learning_rate": 1e-3})
     state = train_state.create(model, tx, (32, 32, 1), seed=0)
-    step = jax.jit(steps.make_train_step(model, tx, num_classes=10, learning_rate=lambda s, o: schedule(s)),
-                   donate_argnums=0, compiler_options=parallel.compiler_options())  # fmt: skip
+    step = backend.jit(steps.make_train_step(model, tx, num_classes=10), donate_argnums=0)
     batches = data.train_batches(dataset.splits["train"], batch_size=BATCH, seed=0, epoch=0,
                                  normalization=dataset.normalization)  # fmt: skip
     device_batch = jax.device_put(batches[0])

@@ -52,16 +52,15 @@ def recipe(model: str, epochs: int) -> list[str]:
 def cnnlab_epochs(model: str, max_epochs: int) -> Iterator[tuple[int, float, float]]:
     """cnnlab's run, one epoch per `next`: (epoch, test top-1, seconds not to count)."""
     from cnnlab.train import loop, parallel, setup
+    from cnnlab.train.progress import Progress
 
     cfg = fashion.config(*recipe(model, max_epochs))
     par = parallel.create(cfg["parallel"]["name"])
     job = setup.build(cfg, par)
-    state = par.init(job.init_state)
-    progress = loop.fresh_progress()
+    state, progress = job.init(par), Progress.fresh(1)
     for epoch in range(max_epochs):
-        state, _ = loop.train_epoch(job, par, state, progress, epoch, cfg, save_mid_epoch=None, board=None)
-        progress.update(epoch=epoch + 1, batch=0, iterator=None, sums=None)
-        yield epoch + 1, loop.evaluate(job, par, state, "test")["top1"], 0.0
+        state, progress, *_ = loop.train_epoch(job, par, state, progress, epoch, cfg, save=None, wall=None)
+        yield epoch + 1, loop.evaluate(job, par, state, "test")[0]["top1"], 0.0
 
 
 def torch_epochs(model: str, max_epochs: int) -> Iterator[tuple[int, float, float]]:
@@ -140,7 +139,7 @@ def torch_images(batch: dict):
 
 
 def same_start(net, cfg: dict) -> None:
-    """Load the params cnnlab's run starts from (`setup.build` and its `init_state`, as
+    """Load the params cnnlab's run starts from (`setup.build` and its `init`, as
     `cnnlab_epochs` builds them) into the PyTorch twin, and check that both give the same
     logits on the first test images."""
     import torch
@@ -151,7 +150,7 @@ def same_start(net, cfg: dict) -> None:
 
     par = parallel.create(cfg["parallel"]["name"])
     job = setup.build(cfg, par)
-    params = jax.device_get(par.gather(par.init(job.init_state)).params)
+    params = jax.device_get(par.gather(job.init(par)).params)
     torch_models.load_flax_params(net, params)
     test = job.dataset
     batch = next(iter(data.eval_batches(test.splits["test"], batch_size=64, normalization=test.normalization)))

@@ -2,9 +2,11 @@
 
 `cnnlab_step(...)` is the step a run compiles (`steps.make_train_step` under
 `parallel.create("jit")`, batches placed with `par.put`, as `train.loop` does);
-`handwritten_step(...)` is the minimal flax + optax loop it is compared with.
-Both compile with the XLA options a run uses (`parallel.compiler_options()`)
-unless `xla_defaults=True` asks for XLA's own defaults.
+`handwritten_step(...)` is the minimal flax + optax loop it is compared with,
+compiled with `backend.jit`. Both are traced and compiled when they are built,
+under the backend policy in force then (`with backend.use(...)` around the
+call picks another), and compile with that policy's XLA options unless
+`xla_defaults=True` asks for XLA's own defaults.
 """
 
 import dataclasses
@@ -16,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from cnnlab import models, optim
+from cnnlab import backend, models, optim
 from cnnlab.train import parallel, steps
 from cnnlab.train import state as train_state
 
@@ -52,8 +54,8 @@ def synthetic_batch(workload: Workload, seed: int = 0, batch_size: int | None = 
     }
 
 
-def create_model(workload: Workload, conv_impl: str = "auto", **overrides: Any):
-    return models.create(workload.model, num_classes=10, conv_impl=conv_impl, **{**workload.options, **overrides})
+def create_model(workload: Workload, **overrides: Any):
+    return models.create(workload.model, num_classes=10, **{**workload.options, **overrides})
 
 
 def optimizer(name: str = "adam", **hyperparameters: Any) -> optax.GradientTransformation:
@@ -75,28 +77,33 @@ class Stepper:
             self.state, metrics = self.step(self.state, self.put(self.batch))
         jax.block_until_ready((self.state, metrics))
 
+    def compile(self) -> "Stepper":
+        """Trace and compile the step now, under the backend policy in force, not at its first timed call."""
+        self.step = self.step.lower(self.state, self.put(self.batch)).compile()
+        return self
 
-def cnnlab_step(workload: Workload, tx: optax.GradientTransformation, conv_impl: str = "auto", seed: int = 0,
-                steps_per_call: int = 1, xla_defaults: bool = False, **model_overrides: Any) -> Stepper:  # fmt: skip
+
+def cnnlab_step(workload: Workload, tx: optax.GradientTransformation, seed: int = 0, steps_per_call: int = 1,
+                xla_defaults: bool = False, **model_overrides: Any) -> Stepper:  # fmt: skip
     """The train step exactly as `train.setup.build` compiles it (no augmentation, no L1/L2)."""
-    model = create_model(workload, conv_impl, **model_overrides)
+    model = create_model(workload, **model_overrides)
     par = parallel.create("jit")
     if xla_defaults:
         par = dataclasses.replace(par, compiler_options=None)
-    step = steps.make_train_step(model, tx, num_classes=10, learning_rate=lambda s, o: jnp.float32(1e-3))
+    step = steps.make_train_step(model, tx, num_classes=10, learning_rate=lambda o: jnp.float32(1e-3))
     state = par.init(train_state.init_fn(model, tx, workload.input_shape, seed))
     batch = synthetic_batch(workload, seed)
     if steps_per_call > 1:
         batch = {k: np.stack([v] * steps_per_call) for k, v in batch.items()}  # (K, B, ...)
         return Stepper(par.compile_train(steps.make_multi_step(step)), state,
-                       lambda b: par.put(b, batch_axis=1), batch)  # fmt: skip
-    return Stepper(par.compile_train(step), state, par.put, batch)
+                       lambda b: par.put(b, batch_axis=1), batch).compile()  # fmt: skip
+    return Stepper(par.compile_train(step), state, par.put, batch).compile()
 
 
-def handwritten_step(workload: Workload, tx: optax.GradientTransformation, conv_impl: str = "auto",
-                     seed: int = 0, xla_defaults: bool = False, **model_overrides: Any) -> Stepper:  # fmt: skip
+def handwritten_step(workload: Workload, tx: optax.GradientTransformation, seed: int = 0, xla_defaults: bool = False,
+                     **model_overrides: Any) -> Stepper:  # fmt: skip
     """The minimal flax + optax loop: loss, grad, update, nothing else."""
-    model = create_model(workload, conv_impl, **model_overrides)
+    model = create_model(workload, **model_overrides)
     variables = model.init(jax.random.PRNGKey(seed), jnp.zeros((1, *workload.input_shape)), train=False)
     params, batch_stats = variables["params"], variables.get("batch_stats", {})
     state = (params, batch_stats, tx.init(params))
@@ -115,6 +122,5 @@ def handwritten_step(workload: Workload, tx: optax.GradientTransformation, conv_
         updates, opt_state = tx.update(grads, opt_state, params)
         return (optax.apply_updates(params, updates), batch_stats, opt_state), loss
 
-    options = None if xla_defaults else parallel.compiler_options()
-    return Stepper(jax.jit(step, donate_argnums=0, compiler_options=options), state, lambda b: b,
-                   synthetic_batch(workload, seed))  # fmt: skip
+    jitted = jax.jit(step, donate_argnums=0) if xla_defaults else backend.jit(step, donate_argnums=0)
+    return Stepper(jitted, state, lambda b: b, synthetic_batch(workload, seed)).compile()

@@ -37,6 +37,7 @@ def cli(data_dir):
             raise AssertionError(f"{' '.join(cmd)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
         return proc
 
+    run.data_dir = data_dir
     return run
 
 

@@ -58,7 +58,7 @@ def test_checkpoint_restores_the_trained_model(one_epoch_run, digits_cfg):
 
     mngr = checkpoint.manager(run_dir / "checkpoints", keep_latest=2)
     restored, progress = checkpoint.restore(mngr, mngr.latest_step(), fresh)
-    assert progress["epoch"] == 1 and int(restored.step) == summary["steps"]
+    assert progress.epoch(summary["steps"]) == 1 and int(restored.step) == summary["steps"]
     batches = data.eval_batches(dataset.splits["test"], batch_size=256, normalization=dataset.normalization)
     eval_step = jax.jit(steps.make_eval_step(model, num_classes=10))
     sums = [eval_step(restored, batch) for batch in batches]

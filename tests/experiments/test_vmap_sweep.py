@@ -1,6 +1,11 @@
 """`sweep=vmap`: each variant of the one compiled program ends where its own run ends."""
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import jax
 import numpy as np
@@ -8,7 +13,8 @@ import orbax.checkpoint as ocp
 import pytest
 import yaml
 
-from cnnlab.train import loop, vmap_sweep
+from cnnlab.train import checkpoint, loop, parallel, setup, vmap_sweep
+from tests.conftest import REPO
 
 # A dropout model with augmentation, momentum under a step-decay schedule and L2:
 # every piece of state that a variant must keep apart from the others.
@@ -94,7 +100,57 @@ def test_a_diverging_variant_fails_alone(compose, tmp_path):
     assert "**failed**: FloatingPointError: non-finite loss" in (tmp_path / "report.md").read_text()
 
 
-def test_vmap_sweep_refuses_early_stopping(compose, tmp_path):
-    cfg = compose("sweep=vmap", "trainer.early_stopping.patience=2")
-    with pytest.raises(ValueError, match="set trainer.early_stopping.patience=null"):
-        vmap_sweep.run(cfg, tmp_path)
+def test_early_stopping_scores_each_variant_on_its_own_best_epoch(compose, tmp_path):
+    """Each variant stops on its own record, and its test score is that of its own best epoch."""
+    # min_delta=10: no epoch after the first improves val loss by 10, so every variant stops after epoch 2
+    # and is tested with its epoch-1 weights; the rates differ, so the variants' epoch-1 weights differ too.
+    cfg = compose("data.train_subset=320", "trainer.epochs=5", "logger.tensorboard=false", "optimizer=sgd",
+                  "trainer.early_stopping.monitor=val_loss", "trainer.early_stopping.patience=1",
+                  "trainer.early_stopping.min_delta=10", "sweep=vmap", "sweep.learning_rates=[0.01,0.1]")  # fmt: skip
+    result = vmap_sweep.run(cfg, tmp_path)
+    assert [(s["stopped_early"], s["best_epoch"], s["epochs_run"]) for s in result.summaries] == [(True, 1, 2)] * 2
+
+    # Each variant's epoch-1 weights, evaluated apart, give its summary's test top-1.
+    par = parallel.create("jit")
+    job = setup.build(cfg, par, variants=vmap_sweep.variants(cfg))
+    mngr = checkpoint.manager(tmp_path / "checkpoints", keep_latest=2, variants=2)
+    steps_per_epoch = 320 // 32
+    assert steps_per_epoch in mngr.all_steps(), "every variant's best checkpoint is kept"
+    epoch1, _ = checkpoint.restore(mngr, steps_per_epoch, job.init(par))
+    epoch2, _ = checkpoint.restore(mngr, 2 * steps_per_epoch, job.init(par))
+    at_best = [m["top1"] for m in loop.evaluate(job, par, epoch1, "test")]
+    at_last = [m["top1"] for m in loop.evaluate(job, par, epoch2, "test")]
+    assert [s["test_top1"] for s in result.summaries] == pytest.approx(at_best, abs=1e-9)
+    assert at_best != at_last
+
+
+def test_a_killed_sweep_resumes_bitwise(cli, tmp_path):
+    """SIGKILL after the first checkpoint, then the same command: every variant's summary and
+    parameters are bitwise those of an uninterrupted sweep."""
+    args = ["data.train_subset=320", "trainer.epochs=3", "checkpoint.every_steps=4", "optimizer=momentum",
+            "augment=light", "sweep=vmap", "sweep.learning_rates=[0.01,0.05]", "sweep.seeds=[0,1]",
+            "logger.tensorboard=false"]  # fmt: skip
+    killed, straight = tmp_path / "killed", tmp_path / "straight"
+    cli(f"hydra.run.dir={straight}", *args)
+
+    proc = subprocess.Popen([sys.executable, "-m", "cnnlab.train", "logger.progress_bar=false",
+                             f"hydra.run.dir={killed}", *args], cwd=REPO,
+                            env={**os.environ, "TFDS_DATA_DIR": str(cli.data_dir)},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.time() + 300
+    while not any(p.name.isdigit() for p in (killed / "checkpoints").glob("*")) and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    saved = sorted(int(p.name) for p in (killed / "checkpoints").glob("*") if p.name.isdigit())
+    assert saved and saved[-1] < 3 * (320 // 32), "the sweep was killed before it finished"
+
+    resumed = cli(f"hydra.run.dir={killed}", *args)
+    assert "resumed from" in resumed.stdout + resumed.stderr
+    unclocked = lambda s: {k: v for k, v in s.items() if k != "wall_s"}  # noqa: E731
+    for i in range(4):
+        ours, theirs = (json.loads((d / str(i) / "summary.json").read_text()) for d in (killed, straight))
+        assert unclocked(ours) == unclocked(theirs)
+    for a, b in zip(saved_params(killed), saved_params(straight)):
+        assert a.shape[0] == 4  # every leaf carries the variants' axis
+        np.testing.assert_array_equal(a, b)

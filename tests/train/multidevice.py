@@ -42,7 +42,7 @@ def batch(n=16, seed=0):
 
 def run_steps(par, model, n_steps=3, batches=None):
     tx = optax.sgd(0.1, momentum=0.9)
-    step = steps.make_train_step(model, tx, num_classes=10, learning_rate=lambda s, o: 0.1,
+    step = steps.make_train_step(model, tx, num_classes=10, learning_rate=lambda o: 0.1,
                                  axis_name=par.axis_name)  # fmt: skip
     compiled = par.compile_train(step)
     state = par.init(train_state.init_fn(model, tx, (12, 12, 1), seed=0))
@@ -84,7 +84,7 @@ def multiprocess(process_id: int, num_processes: int, port: int) -> dict:
     jax.distributed.initialize(f"localhost:{port}", num_processes=num_processes, process_id=process_id)
     par = parallel.create("jit")
     model, tx = SmallBNNet(), optax.sgd(0.1, momentum=0.9)
-    step = par.compile_train(steps.make_train_step(model, tx, num_classes=10, learning_rate=lambda s, o: 0.1))
+    step = par.compile_train(steps.make_train_step(model, tx, num_classes=10, learning_rate=lambda o: 0.1))
     state = par.init(train_state.init_fn(model, tx, (12, 12, 1), seed=0))
     for i in range(3):
         global_batch = batch(seed=i)

@@ -9,14 +9,14 @@ import optax
 import pytest
 
 from cnnlab import data, models, optim
-from cnnlab.train import checkpoint, loop, parallel, steps
+from cnnlab.train import checkpoint, loop, parallel, setup, steps
 from cnnlab.train import state as train_state
 
 
 def test_steps_per_call_equals_single_steps():
     model = models.create("lenet5", num_classes=10, activation="relu", pooling="max")
     tx = optax.adam(1e-3)
-    step = steps.make_train_step(model, tx, num_classes=10, learning_rate=lambda s, o: 1e-3)
+    step = steps.make_train_step(model, tx, num_classes=10, learning_rate=lambda o: 1e-3)
     rng = np.random.default_rng(0)
     batches = {"image": rng.normal(size=(4, 8, 32, 32, 1)).astype(np.float32),
                "label": rng.integers(0, 10, (4, 8)).astype(np.int32)}  # fmt: skip
@@ -51,14 +51,13 @@ def test_early_stopping_restores_the_best_epoch(compose, tmp_path):
     like = train_state.create(model, tx, (32, 32, 1), seed=0)
     mngr = checkpoint.manager(tmp_path / "checkpoints", keep_latest=2)
     assert mngr.best_step() == 1077 // 32
-    eval_step = jax.jit(steps.make_eval_step(model, num_classes=10))
     par = parallel.create("jit")
-    job = dataclasses.make_dataclass("J", ["dataset", "host_eval_batch_size", "eval_step", "check_labels"])(
-        dataset, 256, eval_step, lambda *a: None)
+    job = setup.build(cfg, par)
+    assert job.dataset.splits["test"].indices.tolist() == dataset.splits["test"].indices.tolist()
     tops = {}
     for step in (1077 // 32, 2 * (1077 // 32)):
         restored, _ = checkpoint.restore(mngr, step, like)
-        tops[step] = loop.evaluate(job, par, restored, "test")["top1"]
+        (tops[step],) = [m["top1"] for m in loop.evaluate(job, par, restored, "test")]
     assert summary["test_top1"] == pytest.approx(tops[1077 // 32], abs=1e-9)
     assert tops[1077 // 32] != tops[2 * (1077 // 32)]
 
@@ -117,3 +116,25 @@ def test_logged_learning_rate_includes_the_plateau_scale(compose, tmp_path):
     halvings = [round(np.log2(1e-3 / lr)) for lr in train]
     assert train == pytest.approx([1e-3 * 0.5**k for k in halvings], rel=1e-6) and halvings == sorted(halvings)
     assert records[-1]["split"] == "test" and records[-1]["lr"] == train[-1]
+
+
+def strict_json(path) -> list:
+    """Every line of a JSON file parsed as JSON proper: NaN and Infinity are refused."""
+    def refuse(constant):
+        raise ValueError(f"{path.name} holds {constant}, which is not JSON")
+
+    text = path.read_text()
+    lines = text.splitlines() if path.suffix == ".jsonl" else [text]
+    return [json.loads(line, parse_constant=refuse) for line in lines]
+
+
+def test_a_diverged_model_scores_zero_and_its_files_stay_json(compose, tmp_path):
+    """lr=1e4 with skip_nonfinite: the loss is NaN, the logits too; no split may score it as correct."""
+    cfg = compose("optimizer=sgd", "optimizer.learning_rate=1e4", "trainer.epochs=2", "trainer.skip_nonfinite=true")
+    summary = loop.run(cfg, tmp_path)
+    assert summary["test_top1"] < 0.2 and summary["best_val_top1"] < 0.2
+    (saved,) = strict_json(tmp_path / "summary.json")
+    records = strict_json(tmp_path / "metrics.jsonl")
+    assert saved["test_top1"] == summary["test_top1"]
+    test = records[-1]
+    assert test["split"] == "test" and test["loss"] is None and test["nonfinite"]["loss"] in ("nan", "inf")

@@ -75,17 +75,18 @@ def test_corrupt_latest_checkpoint_falls_back_to_the_previous_one(cli, tmp_path)
 
 
 def test_an_asynchronous_save_keeps_the_progress_of_its_step(tmp_path):
-    # The loop changes `progress` right after each save while orbax writes in the
-    # background; the checkpoint must hold the progress as it was at the save.
+    # The loop moves on right after each save while orbax writes in the background;
+    # the checkpoint must hold the progress as it was at the save.
     from cnnlab.train import checkpoint
+    from cnnlab.train.progress import Progress
 
     mngr = checkpoint.manager(tmp_path / "checkpoints", keep_latest=2, asynchronous=True)
     state = {"w": np.arange(4.0)}
-    progress = {"step": 33, "epoch": 1, "sums": [1.0, 2.0]}
-    checkpoint.save(mngr, 33, state, progress=progress, normalization={}, config={}, metrics=None)
-    progress["step"] += 1
-    progress["sums"].append(3.0)
+    progress = Progress(step=33, iterator={"next_index": 7}, sums=({"loss": 1.0, "count": 2.0},), wall_s=1.5)
+    checkpoint.save(mngr, state, progress=progress, normalization={}, config={}, metrics=None)
+    progress.iterator["next_index"] = 8  # the record is frozen; a dict inside it is not: the save has its own copy
     mngr.wait_until_finished()
     _, restored = checkpoint.restore(mngr, 33, state)
-    assert restored == {"step": 33, "epoch": 1, "sums": [1.0, 2.0]}
+    assert restored == Progress(step=33, iterator={"next_index": 7}, sums=({"loss": 1.0, "count": 2.0},), wall_s=1.5)
+    assert (restored.epoch(10), restored.batch(10)) == (3, 3)  # derived from the step
     mngr.close()

@@ -11,8 +11,12 @@ from cnnlab.train import state as train_state
 
 
 def numpy_top_k(logits, labels, k):
-    """Reference: correct when fewer than k classes score strictly higher than the label."""
-    return np.array([(row > row[y]).sum() < k for row, y in zip(logits, labels)], dtype=np.float32)
+    """Reference: the share of random tie-breaks (every order of the tied classes) that put the label in the top k."""
+    out = []
+    for row, y in zip(logits, labels):
+        higher, tied = int((row > row[y]).sum()), int((row == row[y]).sum())
+        out.append(sum(higher + place < k for place in range(tied)) / tied)  # the label's place among its ties
+    return np.array(out, dtype=np.float32)
 
 
 @pytest.mark.parametrize("k", [1, 5])
@@ -21,11 +25,20 @@ def test_top_k_matches_numpy_including_ties(k):
     logits = rng.integers(0, 4, size=(200, 10)).astype(np.float32)  # many ties
     labels = rng.integers(0, 10, size=200)
     got = steps.top_k_correct(jnp.asarray(logits), jnp.asarray(labels), k)
-    np.testing.assert_array_equal(np.asarray(got), numpy_top_k(logits, labels, k))
+    np.testing.assert_allclose(np.asarray(got), numpy_top_k(logits, labels, k), rtol=1e-6)
     # Without ties it is the usual argsort definition.
     distinct = rng.normal(size=(200, 10)).astype(np.float32)
     by_sort = np.array([y in np.argsort(-row)[:k] for row, y in zip(distinct, labels)], dtype=np.float32)
     np.testing.assert_array_equal(np.asarray(steps.top_k_correct(distinct, labels, k)), by_sort)
+
+
+def test_non_finite_and_all_equal_logits_are_not_correct():
+    """A diverged model (NaN or inf logits) scores 0; a model that gives up (all-equal logits) scores chance."""
+    labels = jnp.array([3, 3, 3, 3])
+    logits = jnp.stack([jnp.full(10, jnp.nan), jnp.full(10, 2.0), jnp.zeros(10).at[3].set(jnp.inf),
+                        jnp.zeros(10).at[3].set(1.0).at[7].set(jnp.nan)])  # fmt: skip
+    assert steps.top_k_correct(logits, labels, 1).tolist() == pytest.approx([0.0, 0.1, 0.0, 0.0])
+    assert steps.top_k_correct(logits, labels, 5).tolist() == pytest.approx([0.0, 0.5, 0.0, 0.0])
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +52,7 @@ def test_train_steps_lower_the_loss_on_a_fixed_batch(lenet_state):
     model, tx, state = lenet_state
     rng = np.random.default_rng(0)
     batch = {"image": rng.normal(size=(16, 32, 32, 1)).astype(np.float32), "label": rng.integers(0, 10, 16)}
-    train_step = jax.jit(steps.make_train_step(model, tx, num_classes=10, learning_rate=lambda s, o: 1e-3))
+    train_step = jax.jit(steps.make_train_step(model, tx, num_classes=10, learning_rate=lambda o: 1e-3))
     losses = []
     for _ in range(20):
         state, metrics = train_step(state, batch)

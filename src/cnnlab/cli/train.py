@@ -19,7 +19,7 @@ def main(cfg: DictConfig) -> float:
     try:
         if (config.get("sweep") or {}).get("name") == "vmap":
             result = vmap_sweep.run(config, run_dir, overrides=list(HydraConfig.get().overrides.task))
-            return max(s["best_val_top1"] for s in result.summaries)
+            return max((s["best_val_top1"] for s in result.summaries), default=float("nan"))
         return loop.run(config, run_dir)["best_val_top1"]  # the value a Hydra sweeper would optimize
     except Exception:
         # The record cnnlab-report lists a failed multirun job by; Hydra runs the other jobs on.

@@ -2,17 +2,18 @@
 
 Each checkpoint holds four items:
 - `state`: the TrainState pytree (params, batch statistics, optimizer state, rng, step);
-- `progress`: JSON, where the loop stands (epoch, position in the epoch and the
-  data iterator's state, running sums, early-stopping record, wall time);
+- `progress`: JSON, where the run stands (`progress.Progress`: the step, the data
+  iterator's state and running sums mid-epoch, each variant's early-stopping
+  record and failure, wall time);
 - `normalization`: JSON, the train split's statistics, for evaluation and transfer;
 - `config`: JSON, the resolved run config.
 
-The manager keeps the latest `keep_latest` checkpoints and the best one by the
-monitored metric (see early_stopping.py), and saves asynchronously: `save` returns once the arrays
+The manager keeps the latest `keep_latest` checkpoints and, for each variant
+(one for a single run, K for a vmap sweep), the best one by the monitored
+metric (see early_stopping.py), and saves asynchronously: `save` returns once the arrays
 are copied off the device, and the files are written in the background.
 """
 
-import json
 import logging
 import time
 from pathlib import Path
@@ -22,33 +23,39 @@ import jax
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as policies
 
+from cnnlab.train.progress import Progress
+
 log = logging.getLogger(__name__)
 
 ITEMS = ("state", "progress", "normalization", "config")
-def manager(directory: Path, *, keep_latest: int, asynchronous: bool = True) -> ocp.CheckpointManager:
-    # The best checkpoint is the one early stopping would restore: each epoch's
-    # checkpoint carries the stopper's `best_score`, highest for its best epoch.
-    score = lambda metrics: metrics["best_score"]  # noqa: E731
-    best = policies.BestN(get_metric_fn=score, n=1, keep_checkpoints_without_metrics=False)  # mid-epoch: LatestN
+
+
+def manager(directory: Path, *, keep_latest: int, asynchronous: bool = True, variants: int = 1) -> ocp.CheckpointManager:
+    # The best checkpoint of a variant is the one early stopping would restore: each epoch's
+    # checkpoint carries every stopper's `best_score`, highest at that variant's best epoch.
+    def score(i: int):
+        return lambda metrics: metrics["best_score"][i]
+
+    best = [policies.BestN(get_metric_fn=score(i), n=1, keep_checkpoints_without_metrics=False)  # mid-epoch: LatestN
+            for i in range(variants)]  # fmt: skip
     options = ocp.CheckpointManagerOptions(
-        preservation_policy=policies.AnyPreservationPolicy([policies.LatestN(n=keep_latest), best]),
-        best_fn=score,  # for best_step(); which checkpoints stay is the policy's
+        preservation_policy=policies.AnyPreservationPolicy([policies.LatestN(n=keep_latest), *best]),
+        best_fn=score(0),  # for best_step() (of a single run); which checkpoints stay is the policy's
         best_mode="max",
         enable_async_checkpointing=asynchronous,
     )
     return ocp.CheckpointManager(directory.absolute(), options=options, item_names=ITEMS)
 
 
-def save(mngr: ocp.CheckpointManager, step: int, state: Any, *, progress: dict, normalization: dict,
+def save(mngr: ocp.CheckpointManager, state: Any, *, progress: Progress, normalization: dict,
          config: dict, metrics: dict | None) -> None:  # fmt: skip
-    # An asynchronous save serializes the JSON items in the background, after the loop
-    # has moved on and changed `progress`: each item gets a frozen copy now.
-    progress = json.loads(json.dumps(progress))
+    """Save at `progress.step`. `state` must be the caller's own copy: an asynchronous save reads
+    it in the background while the next steps donate (overwrite) the training state's buffers."""
     mngr.save(
-        step,
+        progress.step,
         args=ocp.args.Composite(
             state=ocp.args.StandardSave(state),
-            progress=ocp.args.JsonSave(progress),
+            progress=ocp.args.JsonSave(progress.as_json()),  # a fresh dict of an immutable record
             normalization=ocp.args.JsonSave(normalization),
             config=ocp.args.JsonSave(config),
         ),
@@ -56,16 +63,16 @@ def save(mngr: ocp.CheckpointManager, step: int, state: Any, *, progress: dict, 
     )
 
 
-def restore(mngr: ocp.CheckpointManager, step: int, like: Any) -> tuple[Any, dict]:
+def restore(mngr: ocp.CheckpointManager, step: int, like: Any) -> tuple[Any, Progress]:
     """The state and progress saved at `step`, with the structure and shardings of `like`."""
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
     restored = mngr.restore(
         step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract), progress=ocp.args.JsonRestore())
     )
-    return restored.state, restored.progress
+    return restored.state, Progress.from_json(restored.progress)
 
 
-def restore_latest_good(mngr: ocp.CheckpointManager, like: Any) -> tuple[Any, dict] | None:
+def restore_latest_good(mngr: ocp.CheckpointManager, like: Any) -> tuple[Any, Progress] | None:
     """Restore the newest checkpoint that reads back whole; None when there is none.
 
     A checkpoint that fails to restore (truncated or missing files) is named in

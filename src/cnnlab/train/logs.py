@@ -1,6 +1,7 @@
 """What a run shows and keeps: progress bar, metrics.jsonl, TensorBoard events."""
 
 import json
+import math
 from pathlib import Path
 
 from tqdm import tqdm
@@ -21,11 +22,20 @@ class MetricsLog:
     def __init__(self, path: Path, *, resume_step: int):
         self.path = path
         kept = [r for r in read(path) if r["step"] <= resume_step and r["split"] != "test"]
-        path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+        path.write_text("".join(dumps(r) + "\n" for r in kept))
 
     def append(self, record: dict) -> None:
         with self.path.open("a") as f:
-            f.write(json.dumps(record) + "\n")
+            f.write(dumps(record) + "\n")
+
+
+def dumps(record: dict, **kwargs) -> str:
+    """`record` as valid JSON: a non-finite number (a diverged loss) becomes null, and
+    `nonfinite` names each such key with its value ("nan", "inf"), so nothing is hidden."""
+    bad = {k: repr(v) for k, v in record.items() if isinstance(v, float) and not math.isfinite(v)}
+    if bad:
+        record = {**{k: None if k in bad else v for k, v in record.items()}, "nonfinite": bad}
+    return json.dumps(record, allow_nan=False, **kwargs)
 
 
 def read(path: Path) -> list[dict]:

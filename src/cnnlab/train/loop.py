@@ -1,189 +1,224 @@
-"""One run, top to bottom: data -> model -> optimizer -> state -> epochs -> test.
+"""The training engine: one epoch loop, one evaluation, one summary, one checkpoint path.
 
-`run(cfg, run_dir)` takes the resolved config as plain dicts (no Hydra here)
-and writes the run directory: metrics.jsonl, checkpoints/, tensorboard/,
-summary.json and curves.png. Re-running in the same directory resumes from
-the latest good checkpoint and ends bitwise where an uninterrupted run ends.
+`run(cfg, run_dir)` is a single run, top to bottom: data -> model -> optimizer
+-> state -> epochs -> test. `train(job, cfg, par, run_dir)` is the engine it
+calls, and the one that `vmap_sweep.run` calls for K variants trained side by
+side: a variant is a "track" with its own metrics.jsonl, early stopping,
+best epoch and summary (a single run is the one track, written to `run_dir`
+itself; a sweep's track i is written to `run_dir/<i>/`).
+
+The engine writes metrics.jsonl, checkpoints/, tensorboard/, summary.json and
+curves.png. Re-running in the same directory resumes from the latest good
+checkpoint and ends bitwise where an uninterrupted run ends.
 """
 
-import json
+import dataclasses
 import logging
 import time
-from collections.abc import Mapping
+import traceback
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import grain
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from cnnlab import data
+from cnnlab import backend, data
 from cnnlab.report import curves
 from cnnlab.train import checkpoint, early_stopping, logs, parallel, setup
 from cnnlab.train import metrics as metrics_lib
-from cnnlab.transfer import linear_probe
+from cnnlab.train.progress import Progress
 
 log = logging.getLogger(__name__)
 
 
 def run(cfg: Mapping[str, Any], run_dir: Path) -> dict:
     """Train as `cfg` says and return the summary (also written to summary.json)."""
-    started = time.perf_counter()
+    with backend.use(cfg.get("backend", "auto")):
+        par = start(cfg)
+        if (cfg.get("transfer") or {}).get("strategy") == "linear_probe":  # fitted, not trained
+            return setup.run_linear_probe(cfg, par, run_dir)
+        return train(setup.build(cfg, par), cfg, par, run_dir).summaries[0]
+
+
+def start(cfg: Mapping[str, Any]):
+    """The distributed runtime and the parallel strategy, after the checks that need only the devices."""
     parallel.initialize_multihost(cfg["parallel"])
     par = parallel.create(cfg["parallel"]["name"])
-    trainer = cfg["trainer"]
-    parallel.check_batch_size("trainer.batch_size", trainer["batch_size"])
-    parallel.check_batch_size("trainer.eval_batch_size", trainer["eval_batch_size"])
-    job = setup.build(cfg, par)
-    dataset = job.dataset
-    plan = job.transfer_plan
-    if plan is not None and plan.strategy == "linear_probe":  # fitted, not trained
-        return linear_probe.run(plan.base, plan.pretrained.variables, dataset, cfg["transfer"],
-                                run_dir, batch_size=job.host_eval_batch_size)  # fmt: skip
+    parallel.check_batch_size("trainer.batch_size", cfg["trainer"]["batch_size"])
+    parallel.check_batch_size("trainer.eval_batch_size", cfg["trainer"]["eval_batch_size"])
+    return par
 
+
+class Track:
+    """One variant's record: its directory, metrics log, early stopping and fate."""
+
+    def __init__(self, directory: Path, label: str, cfg: Mapping[str, Any], progress: Progress, index: int):
+        directory.mkdir(parents=True, exist_ok=True)
+        self.dir, self.label = directory, label
+        self.metrics = logs.MetricsLog(directory / "metrics.jsonl", resume_step=progress.step)
+        self.stopper = early_stopping.EarlyStopping.from_config(cfg["trainer"]["early_stopping"],
+                                                                progress.stoppers[index])  # fmt: skip
+        self.error = progress.errors[index]
+        self.board = logs.TensorBoard(directory / "tensorboard") if cfg["logger"]["tensorboard"] else None
+
+    @property
+    def done(self) -> bool:
+        """Stopped early or failed: trains on with the others, but logs nothing more."""
+        return self.stopper.stopped or self.error is not None
+
+    def fail(self, error: Exception) -> None:
+        self.error = "".join(traceback.format_exception_only(error)).strip()
+        (self.dir / "error.txt").write_text(self.error + "\n")
+        log.warning("variant %s failed: %s", self.label, self.error)
+
+    def record(self, record: dict) -> None:
+        self.metrics.append(record)
+        if self.board:
+            self.board.scalars(record["split"], record)
+
+    def close(self) -> None:
+        if self.board:
+            self.board.close()
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    summaries: list[dict | None]  # per variant; None for a variant that failed
+    state: Any  # the final state on the host (a leading (K,) axis for variants)
+
+
+def train(job: setup.Job, cfg: Mapping[str, Any], par, run_dir: Path) -> Outcome:
+    """Train every variant of `job` for its epochs, test each, write the run directory."""
+    started = time.perf_counter()
     run_dir.mkdir(parents=True, exist_ok=True)
     ckpts = checkpoint.manager(run_dir / "checkpoints", keep_latest=cfg["checkpoint"]["keep_latest"],
-                               asynchronous=cfg["checkpoint"]["asynchronous"])  # fmt: skip
-    state = par.init(job.init_state)
+                               asynchronous=cfg["checkpoint"]["asynchronous"], variants=job.k)  # fmt: skip
+    state = job.init(par)
     restored = checkpoint.restore_latest_good(ckpts, par.gather(state))
-    progress = fresh_progress()
+    progress = Progress.fresh(job.k)
     if restored is not None:
         state, progress = par.place(restored[0]), restored[1]
-        log.info("resumed from %s at step %d (epoch %d)", ckpts.directory, int(progress["step"]), progress["epoch"] + 1)
+        log.info("resumed from %s at step %d (epoch %d)", ckpts.directory, progress.step,
+                 progress.epoch(job.steps_per_epoch) + 1)  # fmt: skip
     elif job.start is not None:  # a fresh transfer run: the pretrained base, the new head from the seed
         state = par.place(job.start(par.gather(state)))
-    metrics_log = logs.MetricsLog(run_dir / "metrics.jsonl", resume_step=progress["step"])
-    board = logs.TensorBoard(run_dir / "tensorboard") if cfg["logger"]["tensorboard"] else None
-    stopper = early_stopping.EarlyStopping.from_config(trainer["early_stopping"], progress["early_stopping"])
-    wall_before = progress["wall_s"]  # what the runs before a resume took
+    tracks = [Track(run_dir if job.variants is None else run_dir / str(v.index), "" if job.variants is None else v.label,
+                    cfg, progress, i) for i, v in enumerate(job.variants or [None])]  # fmt: skip
+    wall_before = progress.wall_s  # what the sessions before a resume took
     wall = lambda: wall_before + time.perf_counter() - started  # noqa: E731
-    normalization = dataset.normalization.as_dict()
+    normalization = job.dataset.normalization.as_dict()
 
-    def save(state, metrics):
-        progress["wall_s"], progress["early_stopping"] = wall(), stopper.record()
-        # The save goes on in the background while the next steps donate (overwrite) the
-        # state's buffers; on CPU orbax may read them in place, so it gets its own copy.
-        snapshot = jax.tree.map(lambda x: x.copy(), par.gather(state))
-        checkpoint.save(ckpts, progress["step"], snapshot, progress=progress,
-                        normalization=normalization, config=dict(cfg), metrics=metrics)  # fmt: skip
+    def save(state, at: Progress, epoch_end: int | None) -> None:
+        snapshot = jax.tree.map(lambda x: x.copy(), par.gather(state))  # the background write's own copy
+        scores = None if epoch_end is None else {"best_score": [t.stopper.checkpoint_score(epoch_end) for t in tracks]}
+        checkpoint.save(ckpts, snapshot, progress=at, normalization=normalization, config=dict(cfg), metrics=scores)
 
-    for epoch in range(progress["epoch"], job.epochs):  # trainer.epochs, then any fine-tune epochs
-        if stopper.stopped:
+    for epoch in range(progress.epoch(job.steps_per_epoch), job.epochs):  # trainer.epochs, then any fine-tune epochs
+        if all(t.done for t in tracks):
             break
-        state, train_metrics = train_epoch(job, par, state, progress, epoch, cfg, save_mid_epoch=save, board=board)
-        val_metrics = evaluate(job, par, state, "val")
-        for split, metrics in (("train", train_metrics), ("val", {**val_metrics, "lr": train_metrics["lr"]})):
-            record = {"step": progress["step"], "epoch": epoch + 1, "split": split, **metrics, "wall_s": wall()}
-            metrics_log.append(record)
-            if board:
-                board.scalars(split, record)
-        log.info("epoch %d/%d  train loss %.4f top-1 %.4f  val loss %.4f top-1 %.4f", epoch + 1,
-                 job.epochs, train_metrics["loss"], train_metrics["top1"], val_metrics["loss"],
-                 val_metrics["top1"])  # fmt: skip
-        stopper.update(epoch + 1, val_metrics)
-        progress.update(epoch=epoch + 1, batch=0, iterator=None, sums=None)
-        save(state, {"best_score": stopper.checkpoint_score(epoch + 1)})
+        state, progress, train_sums, last_lr, rate = train_epoch(job, par, state, progress, epoch, cfg, save, wall)
+        val = evaluate(job, par, state, "val")
+        for track, sums, lr, val_metrics in zip(tracks, train_sums, last_lr, val):
+            if track.done:
+                continue
+            try:
+                train_metrics = {**job.running.means(sums, epoch=epoch), "lr": lr, "images_per_s": rate}
+            except FloatingPointError as error:
+                if job.variants is None:
+                    raise
+                track.fail(error)
+                continue
+            for split, metrics in (("train", train_metrics), ("val", {**val_metrics, "lr": lr})):
+                track.record({"step": progress.step, "epoch": epoch + 1, "split": split, **metrics, "wall_s": wall()})
+            if track.board and job.variants is None:
+                track.board.learning_rates(job.learning_rate, progress.step - job.steps_per_epoch, progress.step)
+            log_epoch(track, epoch, job.epochs, train_metrics, val_metrics)
+            track.stopper.update(epoch + 1, val_metrics)
+        if all(t.error is not None for t in tracks):
+            raise FloatingPointError(f"every variant failed; the first: {tracks[0].error}")
+        progress = dataclasses.replace(progress, iterator=None, sums=None, wall_s=wall(),
+                                       stoppers=tuple(t.stopper.record() for t in tracks),
+                                       errors=tuple(t.error for t in tracks))  # fmt: skip
+        save(state, progress, epoch_end=epoch + 1)
     ckpts.wait_until_finished()
 
-    if stopper.enabled and ckpts.best_step() is not None and ckpts.best_step() != progress["step"]:
-        # The lecture's "stop iterations; load previously saved optimal model weights".
-        best, _ = checkpoint.restore(ckpts, ckpts.best_step(), par.gather(state))
-        state = par.place(best)
-        log.info("restored the best weights: step %d (epoch %d)", ckpts.best_step(), stopper.best_epoch)
-    test_metrics = evaluate(job, par, state, "test")
-    records = logs.read(run_dir / "metrics.jsonl")  # every epoch's, those of earlier sessions of a resumed run too
-    trained = [r for r in records if r["split"] == "train"]
-    last_lr = trained[-1]["lr"] if trained else float(job.learning_rate(0))  # plateau scaling included
-    test_record = {"step": progress["step"], "epoch": progress["epoch"], "split": "test", **test_metrics,
-                   "lr": last_lr, "wall_s": wall()}  # fmt: skip
-    metrics_log.append(test_record)
-    records.append(test_record)
-    summary = summarize(records, test_metrics, stopper, job, steps=progress["step"], wall_s=wall())
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    curves.plot(records, run_dir / "curves.png")
-    if board:
-        board.close()
+    state = best_weights(job, par, ckpts, state, tracks, progress.step)
+    summaries = finish(job, par, state, tracks, progress.step, wall)
+    for track in tracks:
+        track.close()
     ckpts.close()
-    log.info("test top-1: %.4f  (best val top-1 %.4f at epoch %d)", summary["test_top1"],
-             summary["best_val_top1"], summary["best_epoch"])  # fmt: skip
-    return summary
+    return Outcome(summaries, par.gather(state))
 
 
-def fresh_progress() -> dict:
-    """Where a run stands, as saved in each checkpoint (JSON)."""
-    return {
-        "step": 0,  # optimizer updates so far
-        "epoch": 0,  # the epoch in progress (0-based), or the next one at an epoch boundary
-        "batch": 0,  # batches of that epoch already trained
-        "iterator": None,  # grain's iterator state after `batch` batches
-        "sums": None,  # running sums of the epoch's step metrics
-        "early_stopping": None,
-        "wall_s": 0.0,
-    }
+def train_epoch(job: setup.Job, par, state, progress: Progress, epoch: int, cfg, save: Callable, wall: Callable):
+    """Train one epoch (or its rest, after a mid-epoch resume).
 
-
-def train_epoch(job, par, state, progress: dict, epoch: int, cfg, *, save_mid_epoch, board):
-    """Train one epoch (or its rest, after a mid-epoch resume); returns the epoch's means."""
+    Returns the state, the progress at the epoch's end, each variant's running sums
+    (host floats), each variant's rate of its last update, and the epoch's images/s.
+    """
     trainer = cfg["trainer"]
     batches = data.train_batches(
         job.dataset.splits["train"], batch_size=job.host_batch_size, seed=cfg["seed"], epoch=epoch,
         normalization=job.dataset.normalization, shard_index=jax.process_index(), shard_count=jax.process_count(),
     )  # fmt: skip
     iterator = iter(batches.to_iter_dataset(grain.ReadOptions(num_threads=2, prefetch_buffer_size=4)))
-    if progress["iterator"] is not None:
-        iterator.set_state(progress["iterator"])
-    sums = progress["sums"] or job.running.zero()
-    train_step, multi_step = job.steps(epoch)  # the fine-tune phase has its own
+    if progress.iterator is not None:
+        iterator.set_state(progress.iterator)
+    zero = [job.running.zero()] * job.k
+    sums = job.stack_sums(progress.sums or zero)
+    phase = job.phase(epoch)  # the fine-tune phase has its own steps
     every_steps = cfg["checkpoint"]["every_steps"]
-    bar = logs.progress_bar(len(batches), initial=progress["batch"], epoch=epoch, enabled=cfg["logger"]["progress_bar"])
-    started, images = time.perf_counter(), 0
-    while progress["batch"] < len(batches):
+    done, total = progress.batch(job.steps_per_epoch), len(batches)
+    bar = logs.progress_bar(total, initial=done, epoch=epoch, enabled=cfg["logger"]["progress_bar"])
+    step, started, images = progress.step, time.perf_counter(), 0
+    while done < total:
         # Whole chunks of steps_per_call steps in one call; the epoch's tail one at a time.
-        k = trainer["steps_per_call"] if len(batches) - progress["batch"] >= trainer["steps_per_call"] else 1
+        k = trainer["steps_per_call"] if total - done >= trainer["steps_per_call"] else 1
         local = [next(iterator) for _ in range(k)]
         for batch in local:
-            job.check_labels(batch, "train", progress["step"])
+            job.check_labels(batch, "train", step)
         if k > 1:
-            stacked = {key: np.stack([b[key] for b in local]) for key in local[0]}  # (K, B, ...)
-            state, metrics = multi_step(state, par.put(stacked, batch_axis=1))
+            stacked = {key: np.stack([b[key] for b in local]) for key in local[0]}  # (S, B, ...)
+            state, metrics = phase.multi_step(state, par.put(stacked, batch_axis=1))
         else:
-            state, metrics = train_step(state, par.put(local[0]))
-        sums = job.running.add(sums, par.metrics(metrics))
-        progress["step"] += k
-        progress["batch"] += k
-        images += k * trainer["batch_size"]
+            state, metrics = phase.train_step(state, par.put(local[0]))
+        metrics = par.metrics(metrics)
+        sums = job.add(sums, metrics)
+        step, done, images = step + k, done + k, images + k * trainer["batch_size"]
         bar.update(k)
-        if bar.n % 10 < k or progress["batch"] == len(batches):  # reading a value waits for the device
-            means = job.running.means(sums, epoch=epoch)
+        if job.variants is None and (bar.n % 10 < k or done == total):  # reading a value waits for the device
+            means = job.running.means(sums, epoch=epoch)  # a non-finite loss stops a single run here
             bar.set_postfix(loss=f"{means['loss']:.3f}", top1=f"{means['top1']:.3f}",
                             img_s=f"{images / (time.perf_counter() - started):.0f}")  # fmt: skip
-        crossed = every_steps and progress["step"] // every_steps > (progress["step"] - k) // every_steps
-        if crossed and progress["batch"] < len(batches):
-            progress.update(iterator=iterator.get_state(), sums=metrics_lib.as_floats(sums))
-            save_mid_epoch(state, None)
+        crossed = every_steps and step // every_steps > (step - k) // every_steps
+        if crossed and done < total:
+            at = dataclasses.replace(progress, step=step, iterator=iterator.get_state(), wall_s=wall(),
+                                     sums=tuple(map(metrics_lib.as_floats, job.unstack(jax.device_get(sums)))))  # fmt: skip
+            save(state, at, epoch_end=None)
     bar.close()
-    means = job.running.means(sums, epoch=epoch)
-    # The rate of the epoch's last update as the step computed it: the schedule times the
-    # plateau scale, which lives in the optimizer state (schedule=plateau).
-    means["lr"] = float(np.ravel(jax.device_get(metrics["lr"]))[-1])
-    means["images_per_s"] = images / (time.perf_counter() - started)
-    if board:
-        board.learning_rates(job.learning_rate, progress["step"] - len(batches), progress["step"])
-    return state, means
+    host_sums = [metrics_lib.as_floats(s) for s in job.unstack(jax.device_get(sums))]
+    # The rate of each variant's last update as the step read it from the optimizer state.
+    last_lr = [float(lr) for lr in np.asarray(jax.device_get(metrics["lr"])).reshape(job.k, -1)[:, -1]]
+    rate = images / (time.perf_counter() - started)
+    return state, dataclasses.replace(progress, step=step), host_sums, last_lr, rate
 
 
-def evaluate(job, par, state, split: str) -> dict:
-    """Mean loss and accuracies over every example of a split, each counted once."""
+def evaluate(job, par, state, split: str) -> list[dict]:
+    """Each variant's mean loss and accuracies over every example of a split, each counted once."""
     totals = eval_totals(job, par, job.eval_step, state, split)
-    count = totals.pop("count")
-    return {k: float(v / count) for k, v in totals.items()}
+    means = []
+    for sums in job.unstack(totals):
+        count = sums.pop("count")
+        means.append({k: float(v / count) for k, v in sums.items()})
+    return means
 
 
 def eval_totals(job, par, eval_step, state, split: str) -> dict[str, np.ndarray]:
     """`eval_step`'s sums over every example of a split (float64), each counted once.
 
-    The sums keep the step's own shape: () for a single run, (K,) for a vmap sweep's variants.
+    The sums keep the step's own shape: () for a single run, (K,) for variants.
     """
     batches = data.eval_batches(
         job.dataset.splits[split], batch_size=job.host_eval_batch_size, normalization=job.dataset.normalization,
@@ -195,6 +230,60 @@ def eval_totals(job, par, eval_step, state, split: str) -> dict[str, np.ndarray]
         sums.append(par.metrics(eval_step(state, par.put(batch))))
     sums = jax.device_get(sums)
     return {key: np.sum(np.stack([s[key] for s in sums]), axis=0, dtype=np.float64) for key in sums[0]}
+
+
+def best_weights(job: setup.Job, par, ckpts, state, tracks: list[Track], step: int):
+    """Each variant's weights of its best epoch where early stopping is on: the lecture's
+    "stop iterations; load previously saved optimal model weights"."""
+    wanted: dict[int, list[int]] = {}
+    for i, track in enumerate(tracks):
+        best_step = track.stopper.best_epoch * job.steps_per_epoch
+        if track.stopper.enabled and track.error is None and best_step != step:
+            wanted.setdefault(best_step, []).append(i)
+    if not wanted:
+        return state
+    host = par.gather(state)
+    for best_step, indices in sorted(wanted.items()):
+        best, _ = checkpoint.restore(ckpts, best_step, host)
+        if job.variants is None:
+            host = best
+        else:
+            rows = np.asarray(indices)
+            host = jax.tree.map(lambda now, then: now.at[rows].set(then[rows]), host, best)
+        for i in indices:
+            log.info("restored the best weights%s: step %d (epoch %d)", f" of {tracks[i].label}" if tracks[i].label
+                     else "", best_step, tracks[i].stopper.best_epoch)  # fmt: skip
+    return par.place(host)
+
+
+def finish(job: setup.Job, par, state, tracks: list[Track], step: int, wall: Callable) -> list[dict | None]:
+    """Test every variant that has not failed; write its test line, summary.json and curves.png."""
+    tests = evaluate(job, par, state, "test")
+    summaries = []
+    for track, test in zip(tracks, tests):
+        if track.error is not None:
+            summaries.append(None)
+            continue
+        records = logs.read(track.dir / "metrics.jsonl")  # every epoch's, those of earlier sessions of a resumed run too
+        trained = [r for r in records if r["split"] == "train"]
+        epochs = [r for r in records if r["split"] == "val"]
+        test_record = {"step": step, "epoch": epochs[-1]["epoch"] if epochs else 0, "split": "test", **test,
+                       "lr": trained[-1]["lr"] if trained else None, "wall_s": wall()}  # fmt: skip
+        track.metrics.append(test_record)
+        records.append(test_record)
+        summary = summarize(records, test, track.stopper, job, steps=step, wall_s=wall())
+        (track.dir / "summary.json").write_text(logs.dumps(summary, indent=2) + "\n")
+        curves.plot(records, track.dir / "curves.png")
+        log.info("%stest top-1: %.4f  (best val top-1 %.4f at epoch %d)", f"{track.label}: " if track.label else "",
+                 summary["test_top1"], summary["best_val_top1"], summary["best_epoch"])  # fmt: skip
+        summaries.append(summary)
+    return summaries
+
+
+def log_epoch(track: Track, epoch: int, epochs: int, train: dict, val: dict) -> None:
+    log.info("%sepoch %d/%d  train loss %.4f top-1 %.4f  val loss %.4f top-1 %.4f",
+             f"{track.label}: " if track.label else "", epoch + 1, epochs, train["loss"], train["top1"],
+             val["loss"], val["top1"])  # fmt: skip
 
 
 def summarize(records: list[dict], test: dict, stopper, job, *, steps: int, wall_s: float) -> dict:

@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from cnnlab import optim
 from cnnlab.train.state import TrainState
 
 
@@ -24,14 +25,15 @@ def make_train_step(
     tx: optax.GradientTransformation,
     *,
     num_classes: int,
-    learning_rate: Callable[[jax.Array, optax.OptState], jax.Array],
+    learning_rate: Callable[[optax.OptState], jax.Array] = optim.current_learning_rate,
     label_smoothing: float = 0.0,
     aux_loss_weight: float = 0.3,
     penalty: Callable | None = None,
     augment: Callable | None = None,
     axis_name: str | None = None,
 ):
-    """`learning_rate(step, opt_state)` is only read for the metrics; `penalty(params)` is the
+    """`learning_rate(opt_state)`, the rate of the update that produced `opt_state`, is only
+    read for the metrics (`optim.build`'s optimizers keep it in their state); `penalty(params)` is the
     regularization term that the optimizer's L1/L2 transforms differentiate, reported
     apart from the data loss; `augment(key, images)` runs on device, training only."""
 
@@ -71,7 +73,7 @@ def make_train_step(
         metrics = {
             "loss": loss,
             **accuracies(logits, batch["label"], num_classes, jnp.mean),
-            "lr": learning_rate(state.step, opt_state),
+            "lr": learning_rate(opt_state),
             "grad_norm": optax.global_norm(grads),
             "param_norm": optax.global_norm(params),
             "update_norm": optax.global_norm(updates),
@@ -135,11 +137,20 @@ def accuracies(logits: jax.Array, labels: jax.Array, num_classes: int, reduce) -
 
 
 def top_k_correct(logits: jax.Array, labels: jax.Array, k: int) -> jax.Array:
-    """(B,) float: 1 where fewer than k classes score strictly higher than the label.
+    """(B,) float in [0, 1]: the chance that the label is among the top k when ties are
+    broken at random; 0 for a row with any non-finite logit.
 
-    Ties count in the label's favour, so the result does not depend on how a
-    sort would order equal logits.
+    With h classes scoring strictly higher than the label and t scoring the same
+    (the label included), that chance is clip((k - h) / t, 0, 1): 1 or 0 without
+    ties; k / C for C all-equal logits (chance, not a perfect score). Unlike
+    tf.math.in_top_k, which counts every tie straddling the boundary as in,
+    this never rewards a model for giving up, and it does not depend on how a
+    sort would order equal logits. A NaN or infinite logit never counts as
+    correct: a diverged model scores 0.
     """
     label_logit = jnp.take_along_axis(logits, labels[:, None], axis=-1)  # (B, 1)
     higher = jnp.sum(logits > label_logit, axis=-1)  # (B,)
-    return (higher < k).astype(jnp.float32)
+    tied = jnp.sum(logits == label_logit, axis=-1)  # (B,), >= 1 where the label's logit is finite
+    chance = jnp.clip((k - higher) / jnp.maximum(tied, 1), 0.0, 1.0)
+    finite = jnp.all(jnp.isfinite(logits), axis=-1)
+    return jnp.where(finite, chance, 0.0).astype(jnp.float32)

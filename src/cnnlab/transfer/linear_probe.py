@@ -23,8 +23,7 @@ from sklearn.metrics import log_loss
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from cnnlab import data
-from cnnlab.train import parallel
+from cnnlab import backend, data
 from cnnlab.transfer import heads
 
 log = logging.getLogger(__name__)
@@ -34,7 +33,7 @@ SPLITS = ("train", "val", "test")
 
 def extract(model, variables, dataset: data.Dataset, *, batch_size: int) -> dict[str, np.ndarray]:
     """{"<split>_x": (N, D) features, "<split>_y": (N,) labels} for train, val and test."""
-    apply = jax.jit(heads.features(model), compiler_options=parallel.compiler_options())
+    apply = backend.jit(heads.features(model))
     out = {}
     for split in SPLITS:
         chunks, labels = [], []
