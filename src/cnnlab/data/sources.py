@@ -28,6 +28,7 @@ from cnnlab.data import cache, fingerprint, idx, normalize, records, splits, tfd
 from cnnlab.data.digits import Digits
 from cnnlab.data.image_folder import LabeledImageFolder
 from cnnlab.data.records import Subset
+from cnnlab.data.subsets import restrict
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +72,10 @@ def load(cfg: Mapping[str, Any]) -> Dataset:
     subsets = {name: Subset(official[split], indices) for name, (split, indices) in assigned.items()}
     normalization = _normalization(subsets["train"], cfg["normalize"], cache_dir, assigned["train"])
     skipped = tuple(str(p) for p in builder.skipped()) if isinstance(builder, LabeledImageFolder) else ()
-    _log_summary(cfg["name"], subsets, (size, size, channels), class_names, normalization, skipped)
-    return Dataset(subsets, len(class_names), (size, size, channels), normalization, class_names, skipped)
+    dataset = Dataset(subsets, len(class_names), (size, size, channels), normalization, class_names, skipped)
+    dataset = restrict(dataset, cfg)  # data.classes, data.train_per_class
+    _log_summary(cfg["name"], dataset)
+    return dataset
 
 
 def _prepared_builder(cfg: Mapping[str, Any], data_dir: str) -> tfds.core.DatasetBuilder:
@@ -174,10 +177,12 @@ def _check_num_classes(expected: int | None, class_names: Sequence[str]) -> None
         )
 
 
-def _log_summary(name, subsets, image_shape, class_names, normalization, skipped) -> None:
-    sizes = ", ".join(f"{split} {len(subset)}" for split, subset in subsets.items())
+def _log_summary(name: str, dataset: Dataset) -> None:
+    sizes = ", ".join(f"{split} {len(subset)}" for split, subset in dataset.splits.items())
     log.info("%s: %s images of %s, %d classes; normalization shift %s scale %s", name, sizes,
-             "x".join(map(str, image_shape)), len(class_names), normalization.shift, normalization.scale)  # fmt: skip
+             "x".join(map(str, dataset.image_shape)), dataset.num_classes, dataset.normalization.shift,
+             dataset.normalization.scale)  # fmt: skip
+    skipped = dataset.skipped
     if skipped:
         log.warning("%s: skipped %d files (not images, unreadable or corrupt):\n  %s", name, len(skipped),
                     "\n  ".join(skipped))  # fmt: skip

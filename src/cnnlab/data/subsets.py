@@ -8,20 +8,23 @@ classes 5-9 with 20, 100 or 1,000 labelled images per class:
 
 Val and test keep every image of the chosen classes. The selected splits are
 read into memory (these are small-data settings), and the normalization is
-fitted again on the new train split.
+fitted again on the new train split. `data.load` applies it, so every run
+(a transfer target or not) and its data log line see the same images.
 """
 
 import dataclasses
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from cnnlab import data
 from cnnlab.data import normalize, records
 
+if TYPE_CHECKING:
+    from cnnlab.data.sources import Dataset
 
-def restrict(dataset: data.Dataset, cfg: Mapping[str, Any]) -> data.Dataset:
+
+def restrict(dataset: "Dataset", cfg: Mapping[str, Any]) -> "Dataset":
     """`dataset` cut to `cfg["classes"]` and `cfg["train_per_class"]` (the `data` group); as is without them."""
     classes, per_class = cfg.get("classes"), cfg.get("train_per_class")
     if not classes and not per_class:

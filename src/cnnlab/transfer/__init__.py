@@ -7,13 +7,15 @@ train them, fine-tune.
     from cnnlab import transfer
     variables = transfer.load_weights("resnet18.safetensors", model="resnet18")
 
-The training loop uses `prepare(cfg["transfer"], ...)` (plan.py) and
-`restrict` (target_data.py); nothing here imports Hydra or cnnlab.train.
+The training setup uses `prepare(cfg["transfer"], ...)` (plan.py): a plan that
+transforms the model, the optimizer and the initial state of a run. The target
+data's classes and images per class are data keys (`data.classes`,
+`data.train_per_class`, applied by `data.load`). Nothing here imports Hydra or
+cnnlab.train.
 """
 
 from cnnlab.transfer.load import load_weights
 from cnnlab.transfer.mapping import WeightFileError, WeightMismatchError
 from cnnlab.transfer.plan import STRATEGIES, Phase, Plan, prepare
-from cnnlab.transfer.target_data import restrict
 
-__all__ = ["STRATEGIES", "Phase", "Plan", "WeightFileError", "WeightMismatchError", "load_weights", "prepare", "restrict"]
+__all__ = ["STRATEGIES", "Phase", "Plan", "WeightFileError", "WeightMismatchError", "load_weights", "prepare"]
