@@ -1,6 +1,8 @@
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -37,7 +39,20 @@ def cli(data_dir):
             raise AssertionError(f"{' '.join(cmd)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
         return proc
 
-    run.data_dir = data_dir
+    def kill_after_first_checkpoint(*overrides: str, run_dir: Path) -> list[int]:
+        """Start `python -m cnnlab.train`, SIGKILL it once its first checkpoint exists; the steps saved."""
+        env = {**os.environ, "TFDS_DATA_DIR": str(data_dir)}
+        proc = subprocess.Popen([sys.executable, "-m", "cnnlab.train", "logger.progress_bar=false",
+                                 f"hydra.run.dir={run_dir}", *overrides], cwd=REPO, env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        deadline = time.time() + 300
+        while not any(p.name.isdigit() for p in (run_dir / "checkpoints").glob("*")) and time.time() < deadline:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        return sorted(int(p.name) for p in (run_dir / "checkpoints").glob("*") if p.name.isdigit())
+
+    run.kill_after_first_checkpoint = kill_after_first_checkpoint
     return run
 
 

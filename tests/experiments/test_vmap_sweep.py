@@ -1,11 +1,6 @@
 """`sweep=vmap`: each variant of the one compiled program ends where its own run ends."""
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 
 import jax
 import numpy as np
@@ -14,7 +9,6 @@ import pytest
 import yaml
 
 from cnnlab.train import checkpoint, loop, parallel, setup, vmap_sweep
-from tests.conftest import REPO
 
 # A dropout model with augmentation, momentum under a step-decay schedule and L2:
 # every piece of state that a variant must keep apart from the others.
@@ -133,16 +127,7 @@ def test_a_killed_sweep_resumes_bitwise(cli, tmp_path):
     killed, straight = tmp_path / "killed", tmp_path / "straight"
     cli(f"hydra.run.dir={straight}", *args)
 
-    proc = subprocess.Popen([sys.executable, "-m", "cnnlab.train", "logger.progress_bar=false",
-                             f"hydra.run.dir={killed}", *args], cwd=REPO,
-                            env={**os.environ, "TFDS_DATA_DIR": str(cli.data_dir)},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    deadline = time.time() + 300
-    while not any(p.name.isdigit() for p in (killed / "checkpoints").glob("*")) and time.time() < deadline:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    saved = sorted(int(p.name) for p in (killed / "checkpoints").glob("*") if p.name.isdigit())
+    saved = cli.kill_after_first_checkpoint(*args, run_dir=killed)
     assert saved and saved[-1] < 3 * (320 // 32), "the sweep was killed before it finished"
 
     resumed = cli(f"hydra.run.dir={killed}", *args)

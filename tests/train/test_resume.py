@@ -1,16 +1,10 @@
 """Resuming from checkpoints, through the command line as a user would."""
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 
 import numpy as np
 import orbax.checkpoint as ocp
 
-from tests.conftest import REPO
 
 STEPS_PER_EPOCH = 1077 // 32
 
@@ -33,21 +27,12 @@ def last_metrics(run_dir) -> dict:
     return {k: v for k, v in record.items() if k not in ("wall_s", "images_per_s")}
 
 
-def test_sigkill_then_resume_ends_bitwise_where_an_uninterrupted_run_ends(cli, data_dir, tmp_path):
+def test_sigkill_then_resume_ends_bitwise_where_an_uninterrupted_run_ends(cli, tmp_path):
     args = ["trainer.epochs=3", "checkpoint.every_steps=20"]  # mid-epoch checkpoints carry the iterator state
     killed, straight = tmp_path / "killed", tmp_path / "straight"
     cli(f"hydra.run.dir={straight}", *args)
 
-    env = {**os.environ, "TFDS_DATA_DIR": str(data_dir)}
-    proc = subprocess.Popen([sys.executable, "-m", "cnnlab.train", "logger.progress_bar=false",
-                             f"hydra.run.dir={killed}", *args], cwd=REPO, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    deadline = time.time() + 300
-    while not any(p.name.isdigit() for p in (killed / "checkpoints").glob("*")) and time.time() < deadline:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    saved = sorted(int(p.name) for p in (killed / "checkpoints").glob("*") if p.name.isdigit())
+    saved = cli.kill_after_first_checkpoint(*args, run_dir=killed)
     assert saved and saved[-1] < 3 * STEPS_PER_EPOCH, "the run was killed before it finished"
 
     resumed = cli(f"hydra.run.dir={killed}", *args)
