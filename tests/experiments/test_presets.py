@@ -2,11 +2,14 @@
 
 import json
 import re
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 from cnnlab.train import loop
 from tests.conftest import REPO
+from tests.data.data_testing import write_idx
 
 EXPERIMENTS = REPO / "experiments"
 PRESETS = sorted(str(p.relative_to(EXPERIMENTS).with_suffix("")) for p in EXPERIMENTS.rglob("*.yaml"))
@@ -16,6 +19,22 @@ IMAGENET = ["imagenet_resnet50", "imagenet_alexnet", "imagenet_vgg16"]
 # transform); every other preset's step runs with the slow tests (~15 s each, mostly compiling).
 QUICK = {"kfold", "gd_variants", "regularization/augment", "lr_schedules/plateau"}
 WIDE_ON_FASHION_MNIST = {"batchnorm", "degradation"}
+FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")  # Debian's dataset-fashion-mnist (CI installs it)
+
+
+@pytest.fixture(scope="module")
+def fashion_mnist_overrides(tmp_path_factory) -> list[str]:
+    """Debian's Fashion-MNIST where it is installed; elsewhere generated IDX files of the same
+    format (600 training and 200 test 28x28 images, 10 classes), prepared in a data_dir of their
+    own, so that a fresh machine runs the presets' debug step too."""
+    if (FASHION_MNIST / "train-images-idx3-ubyte.gz").is_file():
+        return []
+    directory = tmp_path_factory.mktemp("generated_fashion_mnist")
+    rng = np.random.default_rng(0)
+    for prefix, n in (("train", 600), ("t10k", 200)):
+        write_idx(directory / f"{prefix}-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 28, 28)), 0x803)
+        write_idx(directory / f"{prefix}-labels-idx1-ubyte.gz", np.arange(n) % 10, 0x801)
+    return [f"data.dir={directory}", f"data.data_dir={directory / 'tfds'}"]
 
 
 def test_the_issue_s_presets_exist():
@@ -89,11 +108,13 @@ def test_debug_mode_shrinks_data_epochs_and_width(compose):
     [n if n in QUICK else pytest.param(n, marks=pytest.mark.slow)
      for n in PRESETS if not n.startswith(("imagenet", "transfer_"))],  # fmt: skip
 )
-def test_preset_runs_one_step_in_debug_mode(compose, tmp_path, name):
+def test_preset_runs_one_step_in_debug_mode(compose, tmp_path, name, fashion_mnist_overrides):
     # debug=default keeps the val and test splits whole: VGG-A and the ResNets would spend
     # minutes evaluating Fashion-MNIST's 16,000 images on a CPU, so they evaluate the digits' 720.
     data = ["data=digits"] if name in WIDE_ON_FASHION_MNIST else []
     cfg = compose(f"experiment={name}", "debug=default", *data)
+    if cfg["data"]["name"] == "fashion_mnist":
+        cfg = compose(f"experiment={name}", "debug=default", *data, *fashion_mnist_overrides)
     summary = loop.run(cfg, tmp_path)
     assert summary["steps"] == 1 and summary["epochs_run"] == 1
     assert json.loads((tmp_path / "summary.json").read_text()) == summary
