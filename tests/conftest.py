@@ -33,7 +33,9 @@ def cli(data_dir):
 
     def run(*overrides: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
         env = {**os.environ, "TFDS_DATA_DIR": str(data_dir)}
-        cmd = [sys.executable, "-m", "cnnlab.train", "logger.progress_bar=false", *overrides]
+        flags = [o for o in overrides if o.startswith("-")]  # e.g. -m: Hydra's flags come before the overrides
+        cmd = [sys.executable, "-m", "cnnlab.train", *flags, "logger.progress_bar=false",
+               *(o for o in overrides if not o.startswith("-"))]  # fmt: skip
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, cwd=REPO)
         if check and proc.returncode != 0:
             raise AssertionError(f"{' '.join(cmd)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")

@@ -91,3 +91,20 @@ def test_two_processes_match_one():
     np.testing.assert_allclose(first["loss"], single["loss"], rtol=1e-6)
     for a, b in zip(first["params"], single["params"]):
         np.testing.assert_allclose(np.array(a), np.array(b), atol=1e-6)
+
+
+def test_a_multihost_multirun_initializes_the_distributed_runtime_once(cli, tmp_path):
+    """Hydra runs a multirun's jobs in one process: the second job must not call
+    jax.distributed.initialize() again (it raised "should only be called once")."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    sweep = tmp_path / "sweep"
+    cli("-m", "seed=0,1", "trainer.epochs=1", "data.train_subset=64", "logger.tensorboard=false",
+        "parallel.multihost=true", f"parallel.coordinator_address=127.0.0.1:{port}", "parallel.num_processes=1",
+        "parallel.process_id=0", f"hydra.sweep.dir={sweep}")  # fmt: skip
+    for job in ("0", "1"):
+        assert json.loads((sweep / job / "summary.json").read_text())["steps"] == 64 // 32
+        assert not (sweep / job / "error.txt").exists()

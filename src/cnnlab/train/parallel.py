@@ -46,6 +46,8 @@ def initialize_multihost(cfg: Mapping[str, Any]) -> None:
     from `parallel.coordinator_address`, `num_processes` and `process_id` where given."""
     if not cfg.get("multihost"):
         return
+    if jax.distributed.is_initialized():  # a later job of a multirun in the same process: once per process
+        return
     explicit = {k: cfg.get(k) for k in ("coordinator_address", "num_processes", "process_id")}
     jax.distributed.initialize(**{k: v for k, v in explicit.items() if v is not None})
     log.info("process %d of %d, %d local devices", jax.process_index(), jax.process_count(), jax.local_device_count())
