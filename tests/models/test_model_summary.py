@@ -1,9 +1,15 @@
 """The Keras-style summary: the lecture's typical CNN row by row, depth, FLOPs, the CLI."""
 
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
 import pytest
 
 from cnnlab import models
 from cnnlab.cli.summary import summary_text
+from cnnlab.models.summary import forward_macs
 
 # The lecture's Keras summary of the typical CNN: (output shape, Param #) per row.
 LECTURE_TABLE = [
@@ -90,3 +96,38 @@ def test_cli_summary_uses_the_data_config_or_model_input_shape(compose):
 def test_cli_summary_depth_option(compose):
     text = summary_text(compose("model=resnet18", "model.cifar_stem=true", "+depth=1"))
     assert "layer1_0 (BasicBlock)" in text and "layer1_0/conv1" not in text
+
+
+# The lecture's ResNet table: 1.8, 3.6, 3.8, 7.6 and 11.3 x 10^9 "FLOPs" (multiply-adds) at 224x224.
+LECTURE_RESNET_MACS = {"resnet18": 1.8e9, "resnet34": 3.6e9, "resnet50": 3.8e9, "resnet101": 7.6e9, "resnet152": 11.3e9}
+
+
+@pytest.mark.parametrize("name", sorted(LECTURE_RESNET_MACS))
+def test_resnet_multiply_adds_match_the_lecture(name):
+    """The paper's layout (stride in the first 1x1: v1) gives the lecture's row within 5%; the
+    default torchvision layout (v1.5, stride in the 3x3) costs more in the deep ResNets."""
+    x = jnp.zeros((1, 224, 224, 3))
+    model = models.create(name, num_classes=1000, stride_in_1x1=True)
+    variables = jax.eval_shape(lambda: model.init(jax.random.key(0), x, train=False))
+    assert forward_macs(model, variables, x) == pytest.approx(LECTURE_RESNET_MACS[name], rel=0.05)
+    if name == "resnet50":  # v1.5: 4.09 x 10^9, as torchvision's ResNet-50 reports
+        v15 = models.create(name, num_classes=1000)
+        assert forward_macs(v15, variables, x) == pytest.approx(4.09e9, rel=0.01)
+
+
+def test_summary_prints_multiply_adds_beside_flops(compose):
+    text = summary_text(compose("model=typical_cnn", "model.input_shape=[28,28,1]"))
+    assert "Forward multiply-adds per image: 214,304" in text and "Forward FLOPs per image:" in text
+
+
+@pytest.mark.parametrize("name, total", [("typical_cnn", "27,562"), ("resnet18", "11,699,112"), ("alexnet", None),
+                                         ("alexnet_tv", None), ("inception_v3", None)])  # fmt: skip
+def test_the_summary_command_sizes_a_model_for_its_designed_input(tmp_path, name, total):
+    """Without a data set named: the designed input and class count; and no run directory is written."""
+    proc = subprocess.run([sys.executable, "-m", "cnnlab.cli.summary", f"model={name}"], cwd=tmp_path,
+                          capture_output=True, text=True)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "Total params:" in proc.stdout and (total is None or f"Total params: {total}" in proc.stdout)
+    assert list(tmp_path.iterdir()) == [], "cnnlab-summary wrote files"
+    if name == "resnet18":
+        assert "Trainable params: 11,689,512" in proc.stdout

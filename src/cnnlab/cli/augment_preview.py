@@ -1,44 +1,64 @@
 """`cnnlab-augment-preview data=... augment=...`: a PNG grid of original and augmented training images.
 
-The first row shows the first `preview.samples` training images, each further
-row one draw of the `augment` config on them (exactly what the train step
-would see, before the model), shown back in pixel values:
+The first row shows `preview.samples` training images taken across the classes
+(one of each class in turn), each further row one draw of the `augment`
+config on them (exactly what the train step would see, before the model),
+shown back in pixel values:
   cnnlab-augment-preview data=fashion_mnist augment=heavy
   cnnlab-augment-preview data=image_folder data.root=photos augment=light +preview.rows=6 +preview.out=aug.png
-Writes `<hydra run dir>/augment_preview.png` unless `preview.out` is given.
+Writes `augment_preview.png` in the current directory unless `preview.out` is
+given, and nothing else (no run directory).
 """
 
+import sys
+from collections.abc import Sequence
 from pathlib import Path
 
-import hydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
-
-DEFAULTS = {"samples": 8, "rows": 4, "out": None}
+DEFAULTS = {"samples": 8, "rows": 4, "out": "augment_preview.png"}
+SCANNED = 2000  # the training records whose labels the sample is chosen from
 
 
-@hydra.main(version_base=None, config_path="pkg://cnnlab.conf", config_name="config")
-def main(cfg: DictConfig) -> None:
-    # Imported after Hydra has parsed the command line: --help stays fast.
+def across_classes(labels: Sequence[int], count: int) -> list[int]:
+    """Indices of `count` records, one of each class in turn (in order of first appearance)."""
+    by_class: dict[int, list[int]] = {}
+    for i, label in enumerate(labels):
+        by_class.setdefault(int(label), []).append(i)
+    queues, picked = list(by_class.values()), []
+    while len(picked) < min(count, len(labels)):
+        for queue in queues:
+            if queue and len(picked) < count:
+                picked.append(queue.pop(0))
+    return picked
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    overrides = list(sys.argv[1:] if argv is None else argv)
+    if any(o in ("-h", "--help") for o in overrides):
+        print(__doc__)
+        return
     import jax
     import numpy as np
+    from hydra import compose, initialize_config_module
+    from omegaconf import OmegaConf
 
     from cnnlab import data
     from cnnlab.data import augment
     from cnnlab.report import augment_preview
 
-    config = OmegaConf.to_container(cfg, resolve=True)
+    with initialize_config_module("cnnlab.conf", version_base=None):
+        config = OmegaConf.to_container(compose("config", overrides=overrides), resolve=True)
     preview = {**DEFAULTS, **(config.get("preview") or {})}
     dataset = data.load(config["data"])
     train = dataset.splits["train"]
-    records = [train[i] for i in range(min(preview["samples"], len(train)))]
+    labels = [train[i]["label"] for i in range(min(SCANNED, len(train)))]
+    records = [train[i] for i in across_classes(labels, preview["samples"])]
     normalization = dataset.normalization
     images = np.stack([normalization(r["image"]) for r in records])  # (N, H, W, C), as batched
     transform = jax.jit(augment.build(config.get("augment")))
     key = jax.random.key(config.get("seed", 0))
     draws = [normalization.invert(np.asarray(transform(jax.random.fold_in(key, row), images)))
              for row in range(preview["rows"])]  # fmt: skip
-    out = Path(preview["out"] or Path(HydraConfig.get().runtime.output_dir) / "augment_preview.png")
+    out = Path(preview["out"])
     out.parent.mkdir(parents=True, exist_ok=True)
     enabled = ", ".join(op for op in augment.settings(config.get("augment")) if op != "center_crop") or "none"
     augment_preview.plot(

@@ -1,36 +1,61 @@
-"""`cnnlab-summary model=<name> [data=<name> | model.input_shape=[h,w,c]] [+depth=N]`.
+"""`cnnlab-summary model=<name> [data=<name> | data.<key>=... | model.input_shape=[h,w,c]] [+depth=N]`.
 
 Prints the model's Keras-style summary (Layer (type) | Output Shape | Param #,
-totals, forward FLOPs per image) for the input the run would feed it:
-`model.input_shape`, or, when that is null, (data.image_size, data.image_size,
-data.channels); the classifier has data.num_classes outputs. `+depth=N`
-collapses modules below depth N into one row each.
+totals, forward multiply-adds and FLOPs per image). The input is the one the
+architecture was designed for, with its paper's class count (LeNet-5 32x32x1
+and 10 classes, ResNet 224x224x3 and 1,000), unless the command names a data
+set or an input shape: then it is the input a run would feed it,
+`model.input_shape` or (data.image_size, data.image_size, data.channels), with
+data.num_classes outputs. `+depth=N` collapses modules below depth N into one
+row each. Nothing is written: the summary composes the configs with Hydra's
+compose API, so no run directory is made.
 
-    cnnlab-summary model=typical_cnn model.input_shape=[28,28,1]
-    cnnlab-summary model=resnet18 model.cifar_stem=true +depth=1
+    cnnlab-summary model=typical_cnn                 # the lecture's table: 28x28x1, 27,562 parameters
+    cnnlab-summary model=resnet18 model.cifar_stem=true data.image_size=32 data.channels=3 +depth=1
 """
 
-import hydra
+import sys
+from collections.abc import Sequence
+
 from omegaconf import DictConfig, OmegaConf
 
 from cnnlab import models
 
 
-def summary_text(cfg: DictConfig | dict) -> str:
-    """The rendered summary for a composed config (a DictConfig or the plain dict of one)."""
+def summary_text(cfg: DictConfig | dict, *, designed_input: bool = False) -> str:
+    """The rendered summary for a composed config (a DictConfig or the plain dict of one).
+
+    `designed_input`: the architecture's own input and class count instead of the data config's.
+    """
     cfg = OmegaConf.create(cfg)
     options = OmegaConf.to_container(cfg.model, resolve=True)
     name, input_shape = options.pop("name"), options.pop("input_shape", None)
-    if input_shape is None:
+    num_classes = cfg.data.num_classes
+    if input_shape is None and designed_input:
+        input_shape, num_classes = models.default_input_shape(name), models.default_num_classes(name)
+    elif input_shape is None:
         input_shape = (cfg.data.image_size, cfg.data.image_size, cfg.data.channels)
-    model = models.create(name, num_classes=cfg.data.num_classes, **options)
+    model = models.create(name, num_classes=num_classes, **options)
     summary = models.summarize(model, tuple(input_shape), depth=cfg.get("depth"), name=name)
     return summary.render()
 
 
-@hydra.main(version_base=None, config_path="pkg://cnnlab.conf", config_name="config")
-def main(cfg: DictConfig) -> None:
-    print(summary_text(cfg))
+def names_the_input(overrides: Sequence[str]) -> bool:
+    """Whether the command line names a data set or an input shape."""
+    keys = [o.lstrip("+~").split("=", 1)[0] for o in overrides]
+    return any(k == "data" or k.startswith("data.") or k == "model.input_shape" for k in keys)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    overrides = list(sys.argv[1:] if argv is None else argv)
+    if any(o in ("-h", "--help") for o in overrides):
+        print(__doc__)
+        return
+    from hydra import compose, initialize_config_module
+
+    with initialize_config_module("cnnlab.conf", version_base=None):
+        cfg = compose("config", overrides=overrides)
+    print(summary_text(cfg, designed_input=not names_the_input(overrides)))
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ XLA's and flax's own code, for comparisons.)
 
 from cnnlab.models.layers import conv_output_size
 from cnnlab.models.lenet import LeNet5
-from cnnlab.models.registry import create, default_input_shape, names
+from cnnlab.models.registry import create, default_input_shape, default_num_classes, names
 from cnnlab.models.summary import ModelSummary, summarize
 
 __all__ = [
@@ -37,6 +37,7 @@ __all__ = [
     "conv_output_size",
     "create",
     "default_input_shape",
+    "default_num_classes",
     "names",
     "summarize",
 ]

@@ -13,6 +13,7 @@ Which code computes the convolutions, BatchNorm and pooling is not a model
 option: `cnnlab.backend` decides it per backend when the model is traced.
 """
 
+import dataclasses
 from functools import partial
 from typing import Any, Callable
 
@@ -103,6 +104,16 @@ def _as_tuples(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return tuple(_as_tuples(v) for v in value)
     return value
+
+
+def default_num_classes(name: str) -> int:
+    """The class count of the architecture's paper (the module's default `num_classes`)."""
+    _check_name(name)
+    factory = _REGISTRY[name]
+    if isinstance(factory, partial) and "num_classes" in factory.keywords:
+        return factory.keywords["num_classes"]
+    module = factory.func if isinstance(factory, partial) else factory
+    return {field.name: field.default for field in dataclasses.fields(module)}["num_classes"]
 
 
 def default_input_shape(name: str) -> tuple[int, ...]:
