@@ -13,6 +13,7 @@ import yaml
 from cnnlab import data, models, optim
 from cnnlab.train import checkpoint, loop, steps
 from cnnlab.train import state as train_state
+from tests.conftest import REPO
 
 SUMMARY_KEYS = {
     "test_top1", "test_top5", "test_loss", "best_val_top1", "best_epoch", "epochs_run",
@@ -110,8 +111,6 @@ def test_default_experiment_learns_the_digits(cli, tmp_path):
 @pytest.mark.slow
 def test_wheel_ships_the_configs(tmp_path):
     """`pip install .` (not editable) gives a cnnlab-train that finds its configs."""
-    from tests.conftest import REPO
-
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", tmp_path, REPO], check=True)
     (wheel,) = tmp_path.glob("cnnlab-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
@@ -135,3 +134,43 @@ def test_wheel_ships_the_configs(tmp_path):
     default = installed_config()
     assert "name: lenet5" in default and "epochs: 15" in default
     assert "l1: 0.0001" in installed_config("experiment=regularization/l1")  # a study variant, one folder down
+
+
+BAD_CONFIGS = [
+    ("optimizer.learning_rate=-1", "optimizer.learning_rate must be a finite number > 0, got -1.0"),
+    ("optimizer.learning_rate=0", "optimizer.learning_rate must be a finite number > 0, got 0.0"),
+    ("optimizer.learning_rate=abc", "optimizer.learning_rate must be a number, got 'abc'"),
+    ("trainer.batch_size=0", "trainer.batch_size must be a whole number >= 1, got 0"),
+    ("trainer.batch_size=-32", "trainer.batch_size must be a whole number >= 1, got -32"),
+    ("trainer.epochs=0", "trainer.epochs must be a whole number >= 1, got 0"),
+    ("seed=-1", "seed must be a whole number >= 0, got -1"),
+    ("data.channels=2", "data.channels must be 1 (grey) or 3 (RGB), got 2"),
+    ("data.image_size=0", "data.image_size must be a whole number >= 1, got 0"),
+    ("data.split.val=0", "data.split.train, val and test must be > 0 and sum to 1"),
+    ("trainer.label_smoothing=2", "trainer.label_smoothing must be in [0, 1), got 2.0"),
+    ("checkpoint.every_steps=-3", "checkpoint.every_steps must be a whole number >= 1, got -3"),
+    ("trainer.early_stopping.min_delta=-1", "trainer.early_stopping.min_delta must be >= 0"),
+    ("data=mnist", "data=mnist needs data.dir=<the folder of its four IDX files>"),
+    ("model=alexnet", "model=alexnet does not fit data.image_size=32: its windows need inputs of at least 67x67 "
+                      "(its paper used 227x227x3); set data.image_size=227"),
+    ("model=inception_v3", "model=inception_v3 does not fit data.image_size=32"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("override, message", BAD_CONFIGS, ids=[o for o, _ in BAD_CONFIGS])
+def test_a_bad_config_value_is_one_sentence_before_any_data_is_loaded(cli, tmp_path, override, message):
+    proc = cli(f"hydra.run.dir={tmp_path}", override, check=False)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 1, output[-2000:]
+    assert message in output
+    assert "Traceback" not in output and "HYDRA_FULL_ERROR=1" in output
+    assert "digits:" not in output, "the data was loaded before the check"
+    assert "Traceback" in (tmp_path / "error.txt").read_text()  # the whole story, for a bug report
+
+
+def test_convert_weights_help_shows_its_whole_description():
+    proc = subprocess.run([sys.executable, "-m", "cnnlab.cli.convert_weights", "--help"], cwd=REPO,
+                          capture_output=True, text=True)  # fmt: skip
+    assert proc.returncode == 0
+    assert "`cnnlab-convert-weights <file> --model <name> --out <dir>`" in proc.stdout
+    assert "transfer.from_run" in proc.stdout

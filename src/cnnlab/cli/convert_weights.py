@@ -17,7 +17,7 @@ import yaml
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(prog="cnnlab-convert-weights", description=__doc__.split("\n")[0][3:],
+    parser = argparse.ArgumentParser(prog="cnnlab-convert-weights", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     parser.add_argument("file", type=Path, help="a Keras .h5 / .weights.h5, torchvision .safetensors or .pth file")
     parser.add_argument("--model", required=True, help="the cnnlab model name, e.g. vgg16, resnet50_keras, resnet18")

@@ -1,11 +1,18 @@
 """`cnnlab-train key=value ... [-m]`: one run (or a sweep) composed by Hydra."""
 
+import logging
+import os
+import sys
 import traceback
 from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
+
+# What a user can fix from the message alone: a config value, a missing file, a diverged run.
+USER_ERRORS = (ValueError, FileNotFoundError, FloatingPointError)
 
 
 @hydra.main(version_base=None, config_path="pkg://cnnlab.conf", config_name="config")
@@ -21,10 +28,15 @@ def main(cfg: DictConfig) -> float:
             result = vmap_sweep.run(config, run_dir, overrides=list(HydraConfig.get().overrides.task))
             return max((s["best_val_top1"] for s in result.summaries), default=float("nan"))
         return loop.run(config, run_dir)["best_val_top1"]  # the value a Hydra sweeper would optimize
-    except Exception:
+    except Exception as error:
         # The record cnnlab-report lists a failed multirun job by; Hydra runs the other jobs on.
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "error.txt").write_text(traceback.format_exc())
+        single = HydraConfig.get().mode != RunMode.MULTIRUN
+        if single and isinstance(error, USER_ERRORS) and not os.environ.get("HYDRA_FULL_ERROR"):
+            # One sentence, not a traceback: it names the key or file and what is expected.
+            logging.getLogger("cnnlab").error("%s (traceback: %s, or HYDRA_FULL_ERROR=1)", error, run_dir / "error.txt")
+            sys.exit(1)
         raise
 
 

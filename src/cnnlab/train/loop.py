@@ -26,7 +26,7 @@ import numpy as np
 
 from cnnlab import backend, data
 from cnnlab.report import curves
-from cnnlab.train import checkpoint, early_stopping, logs, parallel, setup
+from cnnlab.train import checkpoint, checks, early_stopping, logs, parallel, setup
 from cnnlab.train import metrics as metrics_lib
 from cnnlab.train.progress import Progress
 
@@ -43,7 +43,9 @@ def run(cfg: Mapping[str, Any], run_dir: Path) -> dict:
 
 
 def start(cfg: Mapping[str, Any]):
-    """The distributed runtime and the parallel strategy, after the checks that need only the devices."""
+    """The config's checks that need no data, then the distributed runtime and the parallel
+    strategy, and the checks that need only the devices."""
+    checks.check(cfg)
     parallel.initialize_multihost(cfg["parallel"])
     par = parallel.create(cfg["parallel"]["name"])
     parallel.check_batch_size("trainer.batch_size", cfg["trainer"]["batch_size"])
