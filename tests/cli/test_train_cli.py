@@ -174,3 +174,23 @@ def test_convert_weights_help_shows_its_whole_description():
     assert proc.returncode == 0
     assert "`cnnlab-convert-weights <file> --model <name> --out <dir>`" in proc.stdout
     assert "transfer.from_run" in proc.stdout
+
+
+def test_load_weights_reads_a_run_directory(one_epoch_run):
+    """`cnnlab.transfer.load_weights("runs/<dir>", model=...)`, as the README says, gives the run's weights."""
+    from cnnlab import transfer
+
+    run_dir, _ = one_epoch_run
+    variables = transfer.load_weights(run_dir, model="lenet5", activation="relu", pooling="max")
+    mngr = checkpoint.manager(run_dir / "checkpoints", keep_latest=2)
+    saved = ocp_restore_params(run_dir / "checkpoints" / str(mngr.best_step()))
+    for a, b in zip(jax.tree.leaves(variables["params"]), jax.tree.leaves(saved)):
+        np.testing.assert_array_equal(a, b)
+    model = models.create("lenet5", num_classes=10, activation="relu", pooling="max")
+    assert model.apply(variables, np.zeros((1, 32, 32, 1), np.float32)).shape == (1, 10)
+
+
+def ocp_restore_params(step_dir):
+    import orbax.checkpoint as ocp
+
+    return ocp.StandardCheckpointer().restore(step_dir / "state")["params"]

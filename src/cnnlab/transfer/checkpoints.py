@@ -62,9 +62,13 @@ def read(source: str | Path, *, model: nn.Module, input_shape: Sequence[int], wh
 
 
 def _manager(directory: Path) -> ocp.CheckpointManager:
-    # The run's best checkpoint carries the early-stopping score `best_score` (see cnnlab.train.checkpoint).
-    options = ocp.CheckpointManagerOptions(best_fn=lambda metrics: metrics["best_score"], best_mode="max",
-                                           read_only=True)  # fmt: skip
+    # The run's best checkpoint carries the early-stopping score `best_score` (see cnnlab.train.checkpoint):
+    # one per variant, of which a single run has one (runs before the vmap engine saved a bare number).
+    def score(metrics):
+        value = metrics["best_score"]
+        return value[0] if isinstance(value, list) else value
+
+    options = ocp.CheckpointManagerOptions(best_fn=score, best_mode="max", read_only=True)
     return ocp.CheckpointManager(directory.absolute(), options=options, item_names=ITEMS)
 
 

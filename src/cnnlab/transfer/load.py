@@ -31,11 +31,19 @@ def load_weights(path: str | Path, model: str, *, input_shape: Sequence[int] | N
     """The Flax variables (`params`, and `batch_stats` where the model has them) in `path`
     for `models.create(model, num_classes=<as in the file>, **options)`.
 
+    `path` is a Keras or torchvision weight file, or a cnnlab run directory (its best
+    checkpoint) or orbax checkpoint directory, as `transfer.from_run` takes them.
+
     Raises WeightFileError for a file that cannot be read (naming it), and
     WeightMismatchError listing the missing, unexpected and mismatched tensors.
     """
     module = models.create(model, num_classes=num_classes or 1000, **options)
-    return load_into(module, path, tuple(input_shape or models.default_input_shape(model)), num_classes)
+    input_shape = tuple(input_shape or models.default_input_shape(model))
+    if Path(path).expanduser().is_dir():  # a run directory: the variables as saved, whatever their class count
+        from cnnlab.transfer import checkpoints
+
+        return checkpoints.read(path, model=module, input_shape=input_shape).variables
+    return load_into(module, path, input_shape, num_classes)
 
 
 def load_into(module: nn.Module, path: str | Path, input_shape: Sequence[int], num_classes: int | None = None) -> dict:
