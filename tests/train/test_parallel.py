@@ -17,7 +17,8 @@ from tests.conftest import REPO
 
 
 def run_script(*args: str, devices: int, timeout: float = 300) -> subprocess.Popen:
-    env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
+    # Simulated devices are CPU devices, also on a machine with a GPU (whose one device would be taken).
+    env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}", "JAX_PLATFORMS": "cpu"}
     return subprocess.Popen([sys.executable, "-m", "tests.train.multidevice", *args], cwd=REPO, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
 
@@ -34,6 +35,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="YNNPACK and its options are XLA:CPU's")
 def test_jit_compiles_convolutions_without_ynnpack_on_the_cpu():
     """A run's programs use XLA's own convolution (`backend.CPU_COMPILER_OPTIONS`),
     where XLA's defaults hand it to YNNPACK; the numbers agree to float tolerance."""
@@ -53,6 +55,7 @@ def test_jit_compiles_convolutions_without_ynnpack_on_the_cpu():
     np.testing.assert_allclose(ours(w, x), expected, atol=1e-5 * float(np.abs(expected).max()))
 
 
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="the -O1 init options are for XLA:CPU")
 def test_jit_init_compiles_at_o1_and_gives_the_same_state():
     """The initial state's one-shot program is compiled at -O1 (`backend.CPU_INIT_OPTIONS`):
     the same bits as the default -O3 build."""
