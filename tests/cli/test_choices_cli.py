@@ -39,7 +39,7 @@ def test_schedule_and_penalty_are_logged(cli, tmp_path):
 
 def test_bad_optimizer_values_fail_at_config_time_naming_the_key(cli, tmp_path):
     proc = cli(f"hydra.run.dir={tmp_path}", "optimizer.learning_rate=-0.1", check=False)
-    assert proc.returncode != 0 and "optimizer.learning_rate must be >= 0, got -0.1" in proc.stderr
+    assert proc.returncode != 0 and "optimizer.learning_rate must be a finite number > 0, got -0.1" in proc.stderr
     proc = cli(f"hydra.run.dir={tmp_path}", "optimizer=rmsprop", "optimizer.decay=1.5", check=False)
     assert proc.returncode != 0 and "optimizer.decay must be in [0, 1), got 1.5" in proc.stderr
 

@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pytest
 import orbax.checkpoint as ocp
 
 
@@ -75,3 +76,73 @@ def test_an_asynchronous_save_keeps_the_progress_of_its_step(tmp_path):
     assert restored == Progress(step=33, iterator={"next_index": 7}, sums=({"loss": 1.0, "count": 2.0},), wall_s=1.5)
     assert (restored.epoch(10), restored.batch(10)) == (3, 3)  # derived from the step
     mngr.close()
+
+
+def run_dir_files(run_dir) -> dict:
+    """Every file of a run directory but the lock and the log (which gains the refusal line), with its bytes."""
+    skip = {".lock", "train.log"}
+    return {str(p.relative_to(run_dir)): p.read_bytes() for p in sorted(run_dir.rglob("*"))
+            if p.is_file() and p.name not in skip}  # fmt: skip
+
+
+def test_a_changed_config_is_refused_and_the_run_directory_stays_as_it_was(cli, tmp_path):
+    run_dir = tmp_path / "run"
+    cli(f"hydra.run.dir={run_dir}", "trainer.epochs=2")
+    before = run_dir_files(run_dir)
+    for change in ("model=mlp", "optimizer=sgd", "trainer.batch_size=64", "data.split.seed=1"):
+        proc = cli(f"hydra.run.dir={run_dir}", "trainer.epochs=2", change, check=False)
+        output = proc.stdout + proc.stderr
+        assert proc.returncode == 1 and "holds a run with another config" in output, output[-2000:]
+        assert "Traceback" not in output
+        assert run_dir_files(run_dir) == before, f"{change} changed the run directory"
+    # The original command still finds its run, whole: it resumes at the end and rewrites the same results.
+    again = cli(f"hydra.run.dir={run_dir}", "trainer.epochs=2")
+    assert "resumed from" in again.stdout + again.stderr
+    assert json.loads((run_dir / "summary.json").read_text())["steps"] == 2 * STEPS_PER_EPOCH
+
+
+def test_an_allowed_change_continues_the_run_and_is_logged(cli, tmp_path):
+    """checkpoint.allow_changes=[optimizer.learning_rate]: more epochs at a new rate, read from the optimizer state."""
+    run_dir = tmp_path / "run"
+    cli(f"hydra.run.dir={run_dir}", "trainer.epochs=1")
+    proc = cli(f"hydra.run.dir={run_dir}", "trainer.epochs=2", "optimizer.learning_rate=0.0005",
+               "checkpoint.allow_changes=[optimizer.learning_rate]")  # fmt: skip
+    assert "resuming" in proc.stdout + proc.stderr and "optimizer.learning_rate: 0.001 -> 0.0005" in proc.stdout + proc.stderr
+    train = [r for r in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines()) if r["split"] == "train"]
+    assert [r["lr"] for r in train] == pytest.approx([0.001, 0.0005], rel=1e-6)  # float32 in the state
+
+
+def test_a_second_process_is_refused_while_the_first_completes(cli, data_dir, tmp_path):
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import REPO
+
+    run_dir = tmp_path / "run"
+    env = {**os.environ, "TFDS_DATA_DIR": str(data_dir)}
+    first = subprocess.Popen([sys.executable, "-m", "cnnlab.train", "logger.progress_bar=false", "trainer.epochs=3",
+                              f"hydra.run.dir={run_dir}"], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    deadline = time.time() + 300
+    while not (run_dir / "metrics.jsonl").exists() and time.time() < deadline:  # written once the run is claimed
+        time.sleep(0.05)
+    second = cli(f"hydra.run.dir={run_dir}", "trainer.epochs=3", check=False)
+    output = second.stdout + second.stderr
+    assert second.returncode == 1 and f"{run_dir} is in use by another cnnlab process (pid {first.pid})" in output
+    assert first.wait(timeout=600) == 0, first.stdout.read()[-2000:]
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["split"] for line in lines].count("test") == 1 and len(lines) == 3 * 2 + 1
+
+
+def test_a_torn_metrics_line_is_dropped_at_resume(cli, tmp_path):
+    run_dir, straight = tmp_path / "run", tmp_path / "straight"
+    cli(f"hydra.run.dir={run_dir}", "trainer.epochs=1")
+    with (run_dir / "metrics.jsonl").open("a") as f:
+        f.write('{"step": 40, "epoch": 2, "spl')  # a kill in the middle of a write
+    resumed = cli(f"hydra.run.dir={run_dir}", "trainer.epochs=2")
+    assert "dropped a torn last line" in resumed.stdout + resumed.stderr
+    cli(f"hydra.run.dir={straight}", "trainer.epochs=2")
+    assert last_metrics(run_dir) == last_metrics(straight)
+    assert len((run_dir / "metrics.jsonl").read_text().splitlines()) == 5

@@ -1,6 +1,5 @@
 """`cnnlab-train key=value ... [-m]`: one run (or a sweep) composed by Hydra."""
 
-import logging
 import os
 import sys
 import traceback
@@ -22,20 +21,24 @@ def main(cfg: DictConfig) -> float:
     from cnnlab.train import loop, vmap_sweep  # after Hydra has parsed the command line: --help stays fast
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
-    (run_dir / "error.txt").unlink(missing_ok=True)  # from an earlier attempt in this directory
     try:
         if (config.get("sweep") or {}).get("name") == "vmap":
             result = vmap_sweep.run(config, run_dir, overrides=list(HydraConfig.get().overrides.task))
             return max((s["best_val_top1"] for s in result.summaries), default=float("nan"))
         return loop.run(config, run_dir)["best_val_top1"]  # the value a Hydra sweeper would optimize
     except Exception as error:
-        # The record cnnlab-report lists a failed multirun job by; Hydra runs the other jobs on.
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "error.txt").write_text(traceback.format_exc())
+        from cnnlab.train.run_dir import RunDirError
+
+        # The record cnnlab-report lists a failed multirun job by; Hydra runs the other jobs on. A start
+        # refused by the run directory (in use, another config) leaves the run that is there as it is.
+        if not isinstance(error, RunDirError):
+            run_dir.mkdir(parents=True, exist_ok=True)
+            (run_dir / "error.txt").write_text(traceback.format_exc())
         single = HydraConfig.get().mode != RunMode.MULTIRUN
         if single and isinstance(error, USER_ERRORS) and not os.environ.get("HYDRA_FULL_ERROR"):
             # One sentence, not a traceback: it names the key or file and what is expected.
-            logging.getLogger("cnnlab").error("%s (traceback: %s, or HYDRA_FULL_ERROR=1)", error, run_dir / "error.txt")
+            where = "HYDRA_FULL_ERROR=1" if isinstance(error, RunDirError) else f"{run_dir / 'error.txt'}, or HYDRA_FULL_ERROR=1"
+            print(f"cnnlab-train: {error} (traceback: {where})", file=sys.stderr)
             sys.exit(1)
         raise
 

@@ -6,7 +6,9 @@ Each checkpoint holds four items:
   iterator's state and running sums mid-epoch, each variant's early-stopping
   record and failure, wall time);
 - `normalization`: JSON, the train split's statistics, for evaluation and transfer;
-- `config`: JSON, the resolved run config.
+- `config`: JSON, the resolved run config;
+- `data`: JSON, what identifies the data (split sizes, classes, normalization),
+  which a resume compares with the data it loads (run_dir.py).
 
 The manager keeps the latest `keep_latest` checkpoints and, for each variant
 (one for a single run, K for a vmap sweep), the best one by the monitored
@@ -27,7 +29,7 @@ from cnnlab.train.progress import Progress
 
 log = logging.getLogger(__name__)
 
-ITEMS = ("state", "progress", "normalization", "config")
+ITEMS = ("state", "progress", "normalization", "config", "data")
 
 
 def manager(directory: Path, *, keep_latest: int, asynchronous: bool = True, variants: int = 1) -> ocp.CheckpointManager:
@@ -48,7 +50,7 @@ def manager(directory: Path, *, keep_latest: int, asynchronous: bool = True, var
 
 
 def save(mngr: ocp.CheckpointManager, state: Any, *, progress: Progress, normalization: dict,
-         config: dict, metrics: dict | None) -> None:  # fmt: skip
+         config: dict, metrics: dict | None, data: dict | None = None) -> None:  # fmt: skip
     """Save at `progress.step`. `state` must be the caller's own copy: an asynchronous save reads
     it in the background while the next steps donate (overwrite) the training state's buffers."""
     mngr.save(
@@ -58,6 +60,7 @@ def save(mngr: ocp.CheckpointManager, state: Any, *, progress: Progress, normali
             progress=ocp.args.JsonSave(progress.as_json()),  # a fresh dict of an immutable record
             normalization=ocp.args.JsonSave(normalization),
             config=ocp.args.JsonSave(config),
+            **({} if data is None else {"data": ocp.args.JsonSave(data)}),
         ),
         metrics=metrics,
     )

@@ -66,24 +66,31 @@ def check_model_fits(cfg: Mapping[str, Any]) -> None:
     data = cfg["data"]
     channels = data.get("channels", 1)
     model = models.create(name, num_classes=data.get("num_classes") or 10, **options)
-    if _fits(model, data["image_size"], channels):
+    layer_error = _misfit(model, data["image_size"], channels)
+    if layer_error is None:
         return
     designed = models.default_input_shape(name)
     smallest = _smallest_fitting(model, channels, designed[0])
     raise ConfigError(
         f"model={name} does not fit data.image_size={data['image_size']}: its windows need inputs of at least "
-        f"{smallest}x{smallest} (its paper used {'x'.join(map(str, designed))}); set data.image_size={designed[0]}"
+        f"{smallest}x{smallest} (its paper used {'x'.join(map(str, designed))}); set data.image_size={designed[0]}. "
+        f"The first layer that does not fit: {layer_error}"
     )
 
 
-def _fits(model, size: int, channels: int) -> bool:
+def _misfit(model, size: int, channels: int) -> str | None:
+    """The layer's own message when a window does not fit a size x size input, else None."""
     try:
         jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, size, size, channels)), train=False))
     except ValueError as error:
         if "does not fit" in str(error):
-            return False
+            return str(error)
         raise
-    return True
+    return None
+
+
+def _fits(model, size: int, channels: int) -> bool:
+    return _misfit(model, size, channels) is None
 
 
 def _smallest_fitting(model, channels: int, upper: int) -> int:

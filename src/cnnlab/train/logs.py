@@ -1,10 +1,14 @@
 """What a run shows and keeps: progress bar, metrics.jsonl, TensorBoard events."""
 
 import json
+import logging
 import math
+import os
 from pathlib import Path
 
 from tqdm import tqdm
+
+log = logging.getLogger(__name__)
 
 
 def progress_bar(total: int, *, initial: int, epoch: int, enabled: bool) -> tqdm:
@@ -16,17 +20,27 @@ class MetricsLog:
 
     A run killed between a checkpoint and the next one wrote lines for steps
     it will replay, and a finished run wrote a final test line; dropping them
-    keeps the file identical to an uninterrupted run's.
+    keeps the file identical to an uninterrupted run's. The rewrite goes to a
+    temporary file renamed over the old one, so a kill during it loses nothing;
+    each append is one write of one whole line, flushed.
     """
 
     def __init__(self, path: Path, *, resume_step: int):
         self.path = path
         kept = [r for r in read(path) if r["step"] <= resume_step and r["split"] != "test"]
-        path.write_text("".join(dumps(r) + "\n" for r in kept))
+        write_atomically(path, "".join(dumps(r) + "\n" for r in kept))
 
     def append(self, record: dict) -> None:
         with self.path.open("a") as f:
             f.write(dumps(record) + "\n")
+            f.flush()
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """`path` holds either its old content or `text`, never a part of either."""
+    scratch = path.with_name(f".{path.name}.tmp")
+    scratch.write_text(text)
+    os.replace(scratch, path)
 
 
 def dumps(record: dict, **kwargs) -> str:
@@ -39,9 +53,21 @@ def dumps(record: dict, **kwargs) -> str:
 
 
 def read(path: Path) -> list[dict]:
+    """The records of a metrics.jsonl. A torn last line (a kill in the middle of a write) is
+    dropped with a warning; a bad line before the last names the file and the line."""
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    lines = [(n, line) for n, line in enumerate(path.read_text().splitlines(), start=1) if line.strip()]
+    records = []
+    for i, (number, line) in enumerate(lines):
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError as error:
+            if i < len(lines) - 1:
+                raise ValueError(f"{path}: line {number} is not JSON ({error}); the lines after it are intact, "
+                                 "so this is not a torn write: fix or remove that line") from None  # fmt: skip
+            log.warning("%s: dropped a torn last line (%d characters): %s", path, len(line), error)
+    return records
 
 
 class TensorBoard:

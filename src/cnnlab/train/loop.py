@@ -13,6 +13,7 @@ checkpoint and ends bitwise where an uninterrupted run ends.
 """
 
 import dataclasses
+import functools
 import logging
 import time
 import traceback
@@ -22,11 +23,13 @@ from typing import Any
 
 import grain
 import jax
+import jax.numpy as jnp
 import numpy as np
 
-from cnnlab import backend, data
+from cnnlab import backend, data, optim
 from cnnlab.report import curves
 from cnnlab.train import checkpoint, checks, early_stopping, logs, parallel, setup
+from cnnlab.train import run_dir as run_dir_lib
 from cnnlab.train import metrics as metrics_lib
 from cnnlab.train.progress import Progress
 
@@ -43,10 +46,10 @@ def run(cfg: Mapping[str, Any], run_dir: Path) -> dict:
 
 
 def start(cfg: Mapping[str, Any]):
-    """The config's checks that need no data, then the distributed runtime and the parallel
-    strategy, and the checks that need only the devices."""
-    checks.check(cfg)
+    """The distributed runtime (before any JAX call, as it must be), the config's checks that
+    need no data, then the parallel strategy and the checks that need only the devices."""
     parallel.initialize_multihost(cfg["parallel"])
+    checks.check(cfg)
     par = parallel.create(cfg["parallel"]["name"])
     parallel.check_batch_size("trainer.batch_size", cfg["trainer"]["batch_size"])
     parallel.check_batch_size("trainer.eval_batch_size", cfg["trainer"]["eval_batch_size"])
@@ -92,11 +95,22 @@ class Outcome:
 
 
 def train(job: setup.Job, cfg: Mapping[str, Any], par, run_dir: Path) -> Outcome:
-    """Train every variant of `job` for its epochs, test each, write the run directory."""
-    started = time.perf_counter()
+    """Train every variant of `job` for its epochs, test each, write the run directory.
+
+    The run directory is claimed first (run_dir.py): one process at a time, and a resume
+    only with the config and data it was started with (or an allowed change)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     ckpts = checkpoint.manager(run_dir / "checkpoints", keep_latest=cfg["checkpoint"]["keep_latest"],
                                asynchronous=cfg["checkpoint"]["asynchronous"], variants=job.k)  # fmt: skip
+    try:
+        with run_dir_lib.claim(run_dir, cfg, run_dir_lib.data_record(job.dataset), ckpts) as changed:
+            return _train(job, cfg, par, run_dir, ckpts, changed)
+    finally:
+        ckpts.close()
+
+
+def _train(job: setup.Job, cfg: Mapping[str, Any], par, run_dir: Path, ckpts, changed: list[str]) -> Outcome:
+    started = time.perf_counter()
     state = job.init(par)
     restored = checkpoint.restore_latest_good(ckpts, par.gather(state))
     progress = Progress.fresh(job.k)
@@ -104,18 +118,25 @@ def train(job: setup.Job, cfg: Mapping[str, Any], par, run_dir: Path) -> Outcome
         state, progress = par.place(restored[0]), restored[1]
         log.info("resumed from %s at step %d (epoch %d)", ckpts.directory, progress.step,
                  progress.epoch(job.steps_per_epoch) + 1)  # fmt: skip
+        if "optimizer.learning_rate" in changed and job.variants is None and job.start is None:
+            # checkpoint.allow_changes=[optimizer.learning_rate]: the peak rate lives in the optimizer state
+            host = par.gather(state)
+            rate = cfg["optimizer"]["learning_rate"]
+            state = par.place(host.replace(opt_state=optim.schedules.set_peak_rate(host.opt_state, rate)))
     elif job.start is not None:  # a fresh transfer run: the pretrained base, the new head from the seed
         state = par.place(job.start(par.gather(state)))
     tracks = [Track(run_dir if job.variants is None else run_dir / str(v.index), "" if job.variants is None else v.label,
                     cfg, progress, i) for i, v in enumerate(job.variants or [None])]  # fmt: skip
     wall_before = progress.wall_s  # what the sessions before a resume took
     wall = lambda: wall_before + time.perf_counter() - started  # noqa: E731
-    normalization = job.dataset.normalization.as_dict()
+    normalization, data_record = job.dataset.normalization.as_dict(), run_dir_lib.data_record(job.dataset)
 
     def save(state, at: Progress, epoch_end: int | None) -> None:
+        at = refuse_nonfinite(job, par, state, tracks, at, ckpts)
         snapshot = jax.tree.map(lambda x: x.copy(), par.gather(state))  # the background write's own copy
         scores = None if epoch_end is None else {"best_score": [t.stopper.checkpoint_score(epoch_end) for t in tracks]}
-        checkpoint.save(ckpts, snapshot, progress=at, normalization=normalization, config=dict(cfg), metrics=scores)
+        checkpoint.save(ckpts, snapshot, progress=at, normalization=normalization, config=dict(cfg), data=data_record,
+                        metrics=scores)  # fmt: skip
 
     for epoch in range(progress.epoch(job.steps_per_epoch), job.epochs):  # trainer.epochs, then any fine-tune epochs
         if all(t.done for t in tracks):
@@ -150,8 +171,34 @@ def train(job: setup.Job, cfg: Mapping[str, Any], par, run_dir: Path) -> Outcome
     summaries = finish(job, par, state, tracks, progress.step, wall)
     for track in tracks:
         track.close()
-    ckpts.close()
     return Outcome(summaries, par.gather(state))
+
+
+def refuse_nonfinite(job: setup.Job, par, state, tracks: list[Track], at: Progress, ckpts) -> Progress:
+    """Nothing non-finite is checkpointed: a single run stops naming the step and the checkpoint a
+    rerun resumes from; a sweep's variant fails alone (its rows are kept, marked failed)."""
+    finite = np.asarray(jax.device_get(_finite_rows(par.gather(state), job.variants is not None))).reshape(-1)
+    diverged = [i for i, ok in enumerate(finite) if not ok and tracks[i].error is None]
+    if not diverged:
+        return at
+    if job.variants is None:
+        latest = ckpts.latest_step()
+        kept = f"the last checkpoint, step {latest}, is kept and a rerun resumes from it" if latest is not None \
+            else "no checkpoint was written"
+        raise FloatingPointError(f"non-finite values in the train state at step {at.step}: not checkpointed; {kept}. "
+                                 "Lower the learning rate, or set trainer.skip_nonfinite=true to skip such updates")
+    for i in diverged:
+        tracks[i].fail(FloatingPointError(f"non-finite values in the train state at step {at.step}"))
+    return dataclasses.replace(at, errors=tuple(t.error for t in tracks))
+
+
+@functools.partial(jax.jit, static_argnums=1)
+def _finite_rows(state, stacked: bool) -> jax.Array:
+    """Whether every float of the state is finite: (), or (K,) per variant."""
+    leaves = [x for x in jax.tree.leaves(state) if jnp.issubdtype(x.dtype, jnp.floating)]
+    if not stacked:
+        return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x.reshape(x.shape[0], -1)), axis=1) for x in leaves]), axis=0)
 
 
 def train_epoch(job: setup.Job, par, state, progress: Progress, epoch: int, cfg, save: Callable, wall: Callable):
@@ -190,7 +237,7 @@ def train_epoch(job: setup.Job, par, state, progress: Progress, epoch: int, cfg,
         sums = job.add(sums, metrics)
         step, done, images = step + k, done + k, images + k * trainer["batch_size"]
         bar.update(k)
-        if job.variants is None and (bar.n % 10 < k or done == total):  # reading a value waits for the device
+        if job.variants is None and (done % 10 < k or done == total):  # reading a value waits for the device
             means = job.running.means(sums, epoch=epoch)  # a non-finite loss stops a single run here
             bar.set_postfix(loss=f"{means['loss']:.3f}", top1=f"{means['top1']:.3f}",
                             img_s=f"{images / (time.perf_counter() - started):.0f}")  # fmt: skip

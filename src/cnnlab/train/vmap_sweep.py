@@ -82,7 +82,10 @@ def run(cfg: Mapping[str, Any], run_dir: Path, overrides: Sequence[str] = ()) ->
 
 
 def write_job_config(directory: Path, cfg: Mapping[str, Any], variant: Variant, overrides: Sequence[str]) -> None:
-    """`.hydra/config.yaml` and `overrides.yaml` as Hydra writes a multirun job's."""
+    """`.hydra/config.yaml` and `overrides.yaml` as Hydra writes a multirun job's; a resumed
+    sweep keeps those of its first start."""
+    if (directory / ".hydra" / "config.yaml").exists():
+        return
     (directory / ".hydra").mkdir(parents=True, exist_ok=True)
     (directory / ".hydra" / "config.yaml").write_text(yaml.safe_dump(variant_config(cfg, variant), sort_keys=False))
     (directory / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(variant_overrides(overrides, variant)))
