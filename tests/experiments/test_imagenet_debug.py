@@ -64,7 +64,11 @@ def test_preset_runs_two_steps_on_8_devices_and_resumes(cli, synthetic, tmp_path
     first = json.loads((run_dir / "summary.json").read_text())
     assert (first["steps"], first["device_count"]) == (1, 8)
 
-    resumed = cli(*args)
+    # The preset's cosine schedule lasts ${trainer.epochs}: more epochs change it, which a resume
+    # accepts only when asked (run_dir.py); without the allowance the run directory refuses it.
+    refused = cli(*args, check=False)
+    assert refused.returncode == 1 and "schedule.length: 1 -> 2" in refused.stderr
+    resumed = cli(*args, "checkpoint.allow_changes=[schedule.length]")
     assert "resumed from" in resumed.stdout and "at step 1" in resumed.stdout
     summary = json.loads((run_dir / "summary.json").read_text())
     assert (summary["steps"], summary["epochs_run"], summary["device_count"]) == (2, 2, 8)
