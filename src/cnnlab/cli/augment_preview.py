@@ -10,9 +10,10 @@ Writes `augment_preview.png` in the current directory unless `preview.out` is
 given, and nothing else (no run directory).
 """
 
-import sys
 from collections.abc import Sequence
 from pathlib import Path
+
+from cnnlab.cli import compose
 
 DEFAULTS = {"samples": 8, "rows": 4, "out": "augment_preview.png"}
 SCANNED = 2000  # the training records whose labels the sample is chosen from
@@ -32,21 +33,18 @@ def across_classes(labels: Sequence[int], count: int) -> list[int]:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    overrides = list(sys.argv[1:] if argv is None else argv)
-    if any(o in ("-h", "--help") for o in overrides):
-        print(__doc__)
+    composed = compose.from_command_line(argv, __doc__)
+    if composed is None:
         return
     import jax
     import numpy as np
-    from hydra import compose, initialize_config_module
     from omegaconf import OmegaConf
 
     from cnnlab import data
     from cnnlab.data import augment
     from cnnlab.report import augment_preview
 
-    with initialize_config_module("cnnlab.conf", version_base=None):
-        config = OmegaConf.to_container(compose("config", overrides=overrides), resolve=True)
+    config = OmegaConf.to_container(composed[0], resolve=True)
     preview = {**DEFAULTS, **(config.get("preview") or {})}
     dataset = data.load(config["data"])
     train = dataset.splits["train"]

@@ -14,12 +14,12 @@ compose API, so no run directory is made.
     cnnlab-summary model=resnet18 model.cifar_stem=true data.image_size=32 data.channels=3 +depth=1
 """
 
-import sys
 from collections.abc import Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
 from cnnlab import models
+from cnnlab.cli import compose
 
 
 def summary_text(cfg: DictConfig | dict, *, designed_input: bool = False) -> str:
@@ -47,15 +47,10 @@ def names_the_input(overrides: Sequence[str]) -> bool:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    overrides = list(sys.argv[1:] if argv is None else argv)
-    if any(o in ("-h", "--help") for o in overrides):
-        print(__doc__)
-        return
-    from hydra import compose, initialize_config_module
-
-    with initialize_config_module("cnnlab.conf", version_base=None):
-        cfg = compose("config", overrides=overrides)
-    print(summary_text(cfg, designed_input=not names_the_input(overrides)))
+    composed = compose.from_command_line(argv, __doc__)
+    if composed is not None:
+        cfg, overrides = composed
+        print(summary_text(cfg, designed_input=not names_the_input(overrides)))
 
 
 if __name__ == "__main__":
