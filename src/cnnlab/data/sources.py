@@ -15,10 +15,12 @@ Splits small enough (`data.in_memory: auto`, up to 2 GiB) are read into
 memory once, so batching only indexes arrays.
 """
 
+import contextlib
 import dataclasses
+import fcntl
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -85,23 +87,43 @@ def _prepared_builder(cfg: Mapping[str, Any], data_dir: str) -> tfds.core.Datase
         if not cfg.get("tfds_name"):
             raise ValueError("data=tfds needs data.tfds_name, e.g. data.tfds_name=cifar10")
         return tfds_prepared.open_builder(cfg["tfds_name"], data_dir)
+    with _one_preparer(data_dir, name):
+        builder = _source_builder(cfg, data_dir)
+        if not builder.is_prepared():
+            log.info("preparing %s in %s (first use only)", builder.info.full_name, data_dir)
+        builder.download_and_prepare(file_format="array_record")  # a no-op once prepared
+    return builder
+
+
+def _source_builder(cfg: Mapping[str, Any], data_dir: str) -> tfds.core.DatasetBuilder:
+    name = cfg["name"]
     if name == "digits":
-        builder = Digits(image_size=cfg["image_size"], data_dir=data_dir)
-    elif name in IDX_BUILDERS:
+        return Digits(image_size=cfg["image_size"], data_dir=data_dir)
+    if name in IDX_BUILDERS:
         directory = cfg.get("dir") or DEFAULT_IDX_DIRS.get(name)
         if not directory:
             raise ValueError(f"data={name} needs data.dir, the folder of its four IDX files")
-        builder = IDX_BUILDERS[name](directory=directory, image_size=cfg["image_size"], data_dir=data_dir)
-    else:  # image_folder
-        if not cfg.get("root"):
-            raise ValueError("data=image_folder needs data.root, a folder of one sub-folder per class")
-        builder = LabeledImageFolder(
-            root=cfg["root"], image_size=cfg["image_size"], channels=cfg.get("channels", 1), data_dir=data_dir
-        )
-    if not builder.is_prepared():
-        log.info("preparing %s in %s (first use only)", builder.info.full_name, data_dir)
-    builder.download_and_prepare(file_format="array_record")  # a no-op once prepared
-    return builder
+        return IDX_BUILDERS[name](directory=directory, image_size=cfg["image_size"], data_dir=data_dir)
+    if not cfg.get("root"):  # image_folder
+        raise ValueError("data=image_folder needs data.root, a folder of one sub-folder per class")
+    return LabeledImageFolder(root=cfg["root"], image_size=cfg["image_size"], channels=cfg.get("channels", 1),
+                              data_dir=data_dir)  # fmt: skip
+
+
+@contextlib.contextmanager
+def _one_preparer(data_dir: str, name: str) -> Iterator[None]:
+    """The jobs of a sweep start side by side: one prepares a source, the others wait, then read it.
+
+    The builder is made inside the lock: one made before another process prepared the data would
+    not see the splits it wrote. (A remote data_dir, gs://..., has no file lock: prepare it first.)
+    """
+    if "://" in data_dir:
+        yield
+        return
+    os.makedirs(data_dir, exist_ok=True)
+    with open(os.path.join(data_dir, f".{name}.prepare.lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, or the process dies
+        yield
 
 
 def _read_splits(builder, source_splits: Mapping[str, str], cfg: Mapping[str, Any], cache_dir):
