@@ -72,3 +72,12 @@ def compose(data_dir):
         return OmegaConf.to_container(cfg, resolve=True)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def digits_run(cli, tmp_path_factory) -> Path:
+    """One finished 1-epoch LeNet-5 run on the digits (the default experiment), shared by the
+    tests that read a trained run back (cnnlab-analyze, cnnlab-predict)."""
+    run_dir = tmp_path_factory.mktemp("digits_run")
+    cli(f"hydra.run.dir={run_dir}", "trainer.epochs=1")
+    return run_dir

@@ -95,7 +95,9 @@ def test_cli_summary_uses_the_data_config_or_model_input_shape(compose):
 
 def test_cli_summary_depth_option(compose):
     text = summary_text(compose("model=resnet18", "model.cifar_stem=true", "+depth=1"))
-    assert "layer1_0 (BasicBlock)" in text and "layer1_0/conv1" not in text
+    table, fields = text.split("Receptive fields")  # the receptive fields stay per layer
+    assert "layer1_0 (BasicBlock)" in table and "layer1_0/conv1" not in table
+    assert "layer1_0/conv1 (conv)" in fields
 
 
 # The lecture's ResNet table: 1.8, 3.6, 3.8, 7.6 and 11.3 x 10^9 "FLOPs" (multiply-adds) at 224x224.

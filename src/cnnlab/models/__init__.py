@@ -5,7 +5,8 @@
     print(models.summarize(model, (32, 32, 1)).render())
 
 `models.names()` lists the registry; `models.conv_output_size(n, k, s, p)` is the
-conv arithmetic that every layer checks at build time.
+conv arithmetic that every layer checks at build time; `models.receptive_fields(model,
+input_shape)` each conv and pooling layer's receptive field, jump and start.
 
 A model's fields are its architecture only. Which code computes its
 convolutions, BatchNorm sums and pooling, and which XLA options its programs
@@ -28,6 +29,7 @@ XLA's and flax's own code, for comparisons.)
 
 from cnnlab.models.layers import conv_output_size
 from cnnlab.models.lenet import LeNet5
+from cnnlab.models.receptive_field import receptive_fields
 from cnnlab.models.registry import create, default_input_shape, default_num_classes, names
 from cnnlab.models.summary import ModelSummary, summarize
 
@@ -39,5 +41,6 @@ __all__ = [
     "default_input_shape",
     "default_num_classes",
     "names",
+    "receptive_fields",
     "summarize",
 ]
