@@ -43,7 +43,7 @@ def run(batch: int = 256, steps: int = 30) -> list[common.Figure]:
     tx = optax.sgd(0.1, momentum=0.9)
     par = parallel.create("jit")
     step = par.compile_train(steps.make_train_step(model, tx, num_classes=1000, learning_rate=lambda o: 0.1))
-    state = par.init(train_state.init_fn(model, tx, (224, 224, 3), 0))
+    state = par.init(train_state.init_fn(model, tx, (224, 224, 3)), 0)
     rng = np.random.default_rng(0)
     batch = par.put({"image": rng.standard_normal((batch, 224, 224, 3), dtype=np.float32),
                      "label": rng.integers(0, 1000, batch).astype(np.int32)})  # fmt: skip

@@ -91,7 +91,7 @@ def cnnlab_step(workload: Workload, tx: optax.GradientTransformation, seed: int 
     if xla_defaults:
         par = dataclasses.replace(par, compiler_options=None)
     step = steps.make_train_step(model, tx, num_classes=10, learning_rate=lambda o: jnp.float32(1e-3))
-    state = par.init(train_state.init_fn(model, tx, workload.input_shape, seed))
+    state = par.init(train_state.init_fn(model, tx, workload.input_shape), seed)
     batch = synthetic_batch(workload, seed)
     if steps_per_call > 1:
         batch = {k: np.stack([v] * steps_per_call) for k, v in batch.items()}  # (K, B, ...)

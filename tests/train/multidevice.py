@@ -45,7 +45,7 @@ def run_steps(par, model, n_steps=3, batches=None):
     step = steps.make_train_step(model, tx, num_classes=10, learning_rate=lambda o: 0.1,
                                  axis_name=par.axis_name)  # fmt: skip
     compiled = par.compile_train(step)
-    state = par.init(train_state.init_fn(model, tx, (12, 12, 1), seed=0))
+    state = par.init(train_state.init_fn(model, tx, (12, 12, 1)), seed=0)
     for i in range(n_steps):
         state, metrics = compiled(state, par.put(batch(seed=i)))
     host = jax.device_get(par.gather(state))
@@ -85,7 +85,7 @@ def multiprocess(process_id: int, num_processes: int, port: int) -> dict:
     par = parallel.create("jit")
     model, tx = SmallBNNet(), optax.sgd(0.1, momentum=0.9)
     step = par.compile_train(steps.make_train_step(model, tx, num_classes=10, learning_rate=lambda o: 0.1))
-    state = par.init(train_state.init_fn(model, tx, (12, 12, 1), seed=0))
+    state = par.init(train_state.init_fn(model, tx, (12, 12, 1)), seed=0)
     for i in range(3):
         global_batch = batch(seed=i)
         share = len(global_batch["label"]) // num_processes  # this process's rows of the global batch

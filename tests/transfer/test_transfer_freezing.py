@@ -60,7 +60,7 @@ def source(tmp_path_factory):
 
 def initial_state(plan, tx, seed: int = 0):
     """The state a run starts from (`plan.start` of a seeded state), its head drawn with NumPy."""
-    abstract = jax.eval_shape(train_state.init_fn(plan.model, tx, SHAPE, seed))
+    abstract = jax.eval_shape(train_state.init_fn(plan.model, tx, SHAPE), seed)
     variables = random_like({"params": abstract.params, "batch_stats": abstract.batch_stats}, seed)
     state = train_state.TrainState(step=jnp.zeros((), jnp.int32), params=variables["params"],
                                    batch_stats=variables["batch_stats"], opt_state=None,
@@ -172,7 +172,7 @@ def test_new_head_is_fresh_from_the_seed_and_hidden_layers_sit_before_it(source)
     directory, pretrained = source
     plan = prepare(transfer_cfg("full", directory, head={"hidden": [16]}))
     phases, _ = plan.phases(lambda scale: optim.build({"name": "sgd", "learning_rate": 0.1}), boundary=10**9)
-    abstract = jax.eval_shape(train_state.init_fn(plan.model, phases[0].tx, SHAPE, 3))
+    abstract = jax.eval_shape(train_state.init_fn(plan.model, phases[0].tx, SHAPE), 3)
     seeded = abstract.replace(params=random_like(abstract.params, 3), batch_stats=random_like(abstract.batch_stats, 3))
     start = plan.start(seeded, phases[0].tx)  # what the loop does with the state initialized from the seed
     assert start.params["fc"]["kernel"].shape == (16, 3) and start.params["head_hidden1"]["kernel"].shape == (16, 16)

@@ -3,7 +3,7 @@
 Both give the loop one interface, so the epoch loop never asks which is in use:
 
     par = parallel.create("jit")          # or "pmap"
-    state = par.init(init_fn)             # the TrainState, placed on every device
+    state = par.init(init_fn, seed)       # the TrainState, placed on every device
     train_step = par.compile_train(step)  # (state, batch) -> (state, metrics)
     batch = par.put(local_batch)          # this host's numpy batch -> global batch
     host = par.gather(state)              # one copy, for checkpoints and tests
@@ -78,12 +78,12 @@ class Jit:
     def batch_sharding(self) -> NamedSharding:
         return NamedSharding(self.mesh, P("data"))
 
-    def init(self, init_fn: Callable[[], Any]) -> Any:
+    def init(self, init_fn: Callable[[jax.Array], Any], seed: int) -> Any:
         # Shapes first, then one jitted init that writes each array where it lives:
         # nothing is materialized twice.
-        abstract = jax.eval_shape(init_fn)
+        abstract = jax.eval_shape(init_fn, np.int32(seed))
         shardings = jax.tree.map(lambda _: self.replicated, abstract)
-        return jax.jit(init_fn, out_shardings=shardings, compiler_options=self.init_compiler_options)()
+        return jax.jit(init_fn, out_shardings=shardings, compiler_options=self.init_compiler_options)(np.int32(seed))
 
     def compile_train(self, step: Callable) -> Callable:
         return jax.jit(step, out_shardings=(self.replicated, self.replicated), donate_argnums=0,
@@ -115,8 +115,8 @@ class Jit:
 class Pmap:
     devices: tuple
 
-    def init(self, init_fn: Callable[[], Any]) -> Any:
-        return self.place(jax.jit(init_fn)())
+    def init(self, init_fn: Callable[[jax.Array], Any], seed: int) -> Any:
+        return self.place(jax.jit(init_fn)(np.int32(seed)))
 
     def compile_train(self, step: Callable) -> Callable:
         return jax.pmap(step, axis_name=AXIS, devices=self.devices, donate_argnums=0)

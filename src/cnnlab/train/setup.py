@@ -116,13 +116,13 @@ def build(cfg: Mapping[str, Any], par, variants: Sequence[Variant] | None = None
     train_steps = [make_train_step(cfg, phase, dataset.num_classes, par) for phase in tx_phases]
     eval_step = steps.make_eval_step(model, num_classes=dataset.num_classes, axis_name=par.axis_name,
                                      transform=data.augment.build_eval(cfg.get("augment")))  # fmt: skip
-    init_fn = train_state.init_fn(model, tx_phases[0].tx, input_shape, cfg["seed"])
-    abstract_state = jax.eval_shape(init_fn)
+    init_fn = train_state.init_fn(model, tx_phases[0].tx, input_shape)
+    abstract_state = jax.eval_shape(init_fn, np.int32(cfg["seed"]))
     running = RunningMeans(metric_names(train_steps[0], abstract_state, input_shape, par.axis_name),
                            skip_nonfinite=trainer["skip_nonfinite"])  # fmt: skip
     if variants is None:
         multi_steps = [steps.make_multi_step(step) for step in train_steps]
-        init, add = (lambda par: par.init(init_fn)), running.add
+        init, add = (lambda par: par.init(init_fn, cfg["seed"])), running.add
     else:  # every variant on the same batch; metrics (K,), or (K, S) over a call's S steps
         train_steps = [jax.vmap(step, in_axes=(0, None)) for step in train_steps]
         multi_steps = [variant_major(steps.make_multi_step(step)) for step in train_steps]
@@ -252,7 +252,7 @@ def variant_init(model: nn.Module, tx: optax.GradientTransformation, input_shape
     rate as arguments (a vmapped init compiled about twice as long, for no gain at this size)."""
 
     def one(seed, rate):
-        state = train_state.init_fn(model, tx, input_shape, seed)()
+        state = train_state.init_fn(model, tx, input_shape)(seed)
         return state.replace(opt_state=optim.schedules.set_peak_rate(state.opt_state, rate))
 
     def init(par):

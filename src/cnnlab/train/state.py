@@ -6,6 +6,7 @@ import flax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 
@@ -20,14 +21,16 @@ class TrainState:
     rng: jax.Array  # (2,) uint32 base key; step keys are fold_in(rng, step)
 
 
-def init_fn(model: nn.Module, tx: optax.GradientTransformation, input_shape: tuple[int, ...], seed: int):
-    """A function of no arguments that builds the initial state from `seed`.
+def init_fn(model: nn.Module, tx: optax.GradientTransformation, input_shape: tuple[int, ...]):
+    """`seed -> TrainState`: the initial state, built from `seed`.
 
     The parallel strategy traces it with `jax.eval_shape` and then runs it
-    under `jit` with the state's shardings.
+    under `jit` with the state's shardings. The seed is an argument, not a
+    constant of the program: runs that differ only in their seed run one
+    compiled program (read back from the compilation cache by a later process).
     """
 
-    def init() -> TrainState:
+    def init(seed: jax.Array) -> TrainState:
         init_rng, dropout_rng = jax.random.split(jax.random.PRNGKey(seed))
         variables = model.init(
             {"params": init_rng, "dropout": dropout_rng}, jnp.zeros((1, *input_shape)), train=False
@@ -46,7 +49,7 @@ def init_fn(model: nn.Module, tx: optax.GradientTransformation, input_shape: tup
 
 def create(model: nn.Module, tx: optax.GradientTransformation, input_shape: tuple[int, ...], seed: int) -> TrainState:
     """The initial state on the default device."""
-    return jax.jit(init_fn(model, tx, input_shape, seed))()
+    return jax.jit(init_fn(model, tx, input_shape))(np.int32(seed))
 
 
 def count_params(params: Any) -> int:
