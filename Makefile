@@ -23,7 +23,15 @@ train: $(STAMP)
 # keep both cores busy (17-21 min against 29-31 min in one process on 2 cores).
 TEST_WORKERS ?= 2
 
-test: $(STAMP)
+# The tests also run the sweep launchers and the Optuna sweeper: their extras go in once.
+SWEEPS_STAMP := $(VENV)/.sweeps-installed
+
+$(SWEEPS_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[test,ray,slurm,optuna]'
+	$(BIN)/python -m pip install --quiet --no-deps -c requirements.lock hydra-ray-launcher
+	touch $@
+
+test: $(SWEEPS_STAMP)
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
 
 # The benchmark suite (bench/): installs the `bench` extra (PyTorch's CPU build)
@@ -40,7 +48,8 @@ bench: $(BENCH_STAMP)
 # Re-resolve the pinned set after changing the dependencies in pyproject.toml.
 lock:
 	rm -rf /tmp/cnnlab-lock && $(PYTHON) -m venv /tmp/cnnlab-lock
-	/tmp/cnnlab-lock/bin/python -m pip install --quiet '.[test]'
+	/tmp/cnnlab-lock/bin/python -m pip install --quiet '.[test,ray,slurm,optuna]'
+	/tmp/cnnlab-lock/bin/python -m pip install --quiet --no-deps hydra-ray-launcher==1.2.2
 	/tmp/cnnlab-lock/bin/python -m pip freeze --exclude-editable | grep -v '^cnnlab' > requirements.lock
 
 clean:

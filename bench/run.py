@@ -2,7 +2,7 @@
 
     python -m bench.run                       # everything but time-to-accuracy
     python -m bench.run --with-tta            # also benchmark 5 (many minutes on a CPU)
-    python -m bench.run --only 4,6            # a subset; ids: xla conv pool resnet user 1 2 3 4 5 6 7
+    python -m bench.run --only 4,6            # a subset; ids: xla conv pool resnet user 1 2 3 4 5 6 7 8
 
 `make bench` installs the `bench` extra (PyTorch's CPU build) and runs this.
 A run of a subset replaces those benchmarks' rows in docs/performance.md and
@@ -36,6 +36,7 @@ TITLES = {
     "5": "time to 91% Fashion-MNIST",
     "6": "small-model dispatch",
     "7": "GPU ResNet-50",
+    "8": "sweeps at scale",
 }
 
 # What was tried for each goal, for the "goals not reached" section.
@@ -65,7 +66,7 @@ TRIED = {
 
 def suite(ids: list[str], args) -> list[common.Figure]:
     from bench import (conv_layers, dispatch, gpu_resnet50, optimizers, overhead, pipeline, pooling, resnet_cpu,
-                       time_to_accuracy, torch_cpu, user_loop, xla_options)  # fmt: skip
+                       sweeps, time_to_accuracy, torch_cpu, user_loop, xla_options)  # fmt: skip
 
     runners = {
         "xla": lambda: xla_options.run(rounds=args.rounds),
@@ -190,7 +191,7 @@ def render(figures: list[common.Figure], machine: dict, runs: list[Run], notes: 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", default="xla,conv,pool,resnet,user,1,2,3,4,5,6,7", help="comma-separated ids")
+    parser.add_argument("--only", default="xla,conv,pool,resnet,user,1,2,3,4,5,6,7,8", help="comma-separated ids")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--width", type=int, default=16, help="ResNet-18 base width for benchmark 2 (64: full)")
     parser.add_argument("--with-tta", action="store_true", help="run benchmark 5 (time to accuracy)")

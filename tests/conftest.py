@@ -10,6 +10,14 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def compilation_cache(tmp_path_factory) -> Path:
+    """The runs a test session starts share a compilation cache of their own, not the user's ~/.cache."""
+    path = tmp_path_factory.mktemp("compilation_cache")
+    os.environ["CNNLAB_COMPILATION_CACHE"] = str(path)
+    return path
+
+
 @pytest.fixture(scope="session")
 def data_dir(tmp_path_factory) -> Path:
     """One TFDS data dir for the whole session: each data set is prepared once."""

@@ -4,7 +4,10 @@
     cnnlab-report multirun/<date>_<time>              # -> report.md, report.png there
     cnnlab-report runs/<vmap sweep run dir> --x step wall_s   # also report_step.png, report_wall_s.png
 
-Failed jobs are listed with their error; they do not stop the report.
+Failed jobs are listed with their error; they do not stop the report. For a search
+(hydra/sweeper=optuna: the directory holds optimization_results.yaml), the report also
+names the trial selected on validation and its test score, computed once and kept in
+selected.json (cnnlab.analysis.selection).
 """
 
 import argparse
@@ -29,11 +32,24 @@ def main(argv: Sequence[str] | None = None) -> None:
     if not args.directory.is_dir():
         sys.exit(f"cnnlab-report: {args.directory} is not a directory")
     try:
-        written = sweep.write(args.directory, extra_x=tuple(args.x))
+        jobs = sweep.find_jobs(args.directory)
+        selected = []
+        if jobs and selection_of_search(args.directory):
+            import logging
+
+            from cnnlab.analysis import selection
+
+            logging.getLogger("absl").setLevel(logging.ERROR)  # orbax's notes on reading a checkpoint read-only
+            selected = selection.markdown(selection.select(args.directory, jobs))
+        written = sweep.write(args.directory, extra_x=tuple(args.x), jobs=jobs, selected=selected)
     except FileNotFoundError as error:
         sys.exit(f"cnnlab-report: {error}")
     for path in written:
         print(path)
+
+
+def selection_of_search(directory: Path) -> bool:
+    return (directory / "optimization_results.yaml").is_file()  # analysis.selection.RESULTS, without importing JAX
 
 
 if __name__ == "__main__":

@@ -14,11 +14,23 @@ from omegaconf import DictConfig, OmegaConf
 USER_ERRORS = (ValueError, FileNotFoundError, FloatingPointError)
 
 
+def main() -> None:
+    """The command: a missing launcher or sweeper plugin is named before Hydra starts."""
+    from cnnlab.cli import extras
+
+    problem = extras.missing(sys.argv[1:])
+    if problem:
+        sys.exit(f"cnnlab-train: {problem}")
+    train()
+
+
 @hydra.main(version_base=None, config_path="pkg://cnnlab.conf", config_name="config")
-def main(cfg: DictConfig) -> float:
+def train(cfg: DictConfig) -> float:
     config = OmegaConf.to_container(cfg, resolve=True)
-    simulate_cpu_devices(config["parallel"].get("cpu_devices"))
-    from cnnlab.train import loop, vmap_sweep  # after Hydra has parsed the command line: --help stays fast
+    from cnnlab import runtime  # after Hydra has parsed the command line: --help stays fast
+    from cnnlab.train import loop, vmap_sweep
+
+    runtime.prepare(config)  # before JAX's first computation in this process (a launcher's worker)
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
@@ -41,17 +53,6 @@ def main(cfg: DictConfig) -> float:
             print(f"cnnlab-train: {error} (traceback: {where})", file=sys.stderr)
             sys.exit(1)
         raise
-
-
-def simulate_cpu_devices(count: int | None) -> None:
-    """`parallel.cpu_devices=N` (debug=imagenet: 8): split the CPU into N devices, as a pod's
-    hosts would hold several. It must happen before JAX starts its backends."""
-    if not count:
-        return
-    import jax
-
-    if jax.config.jax_num_cpu_devices != count:
-        jax.config.update("jax_num_cpu_devices", count)
 
 
 if __name__ == "__main__":

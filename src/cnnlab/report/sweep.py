@@ -126,14 +126,16 @@ def setting_of(job: JobResult, keys: list[str]) -> tuple:
     return tuple((k, job.overrides.get(k)) for k in keys if k not in REPLICATE_KEYS)
 
 
-def write(root: Path, extra_x: tuple[str, ...] = ()) -> tuple[Path, Path]:
-    """Write `root/report.md` and `root/report.png` (and `report_<x>.png` per extra x axis)."""
+def write(root: Path, extra_x: tuple[str, ...] = (), jobs: list[JobResult] | None = None,
+          selected: list[str] = ()) -> tuple[Path, Path]:  # fmt: skip
+    """Write `root/report.md` and `root/report.png` (and `report_<x>.png` per extra x axis).
+    `selected`: a search's section on its selected trial (`analysis.selection.markdown`)."""
     root = Path(root)
-    jobs = find_jobs(root)
+    jobs = find_jobs(root) if jobs is None else jobs
     if not jobs:
         raise FileNotFoundError(f"{root} holds no job directories (summary.json, error.txt or .hydra/overrides.yaml)")
     keys = varying_keys(jobs)
-    (root / "report.md").write_text(markdown(root, jobs, keys))
+    (root / "report.md").write_text(markdown(root, jobs, keys, selected))
     settings = [setting_of(job, keys) for job in jobs]
     sweep_figure.plot(jobs, settings, root / "report.png")
     for x in extra_x:
@@ -141,12 +143,14 @@ def write(root: Path, extra_x: tuple[str, ...] = ()) -> tuple[Path, Path]:
     return root / "report.md", root / "report.png"
 
 
-def markdown(root: Path, jobs: list[JobResult], keys: list[str]) -> str:
+def markdown(root: Path, jobs: list[JobResult], keys: list[str], selected: list[str] = ()) -> str:
     finished = sorted((j for j in jobs if j.finished), key=lambda j: -j.best_val_top1())
     others = [j for j in jobs if not j.finished]
     lines = [f"# Sweep report: {root.name}", "",
              f"{len(jobs)} jobs: {len(finished)} finished, {len(others)} failed or unfinished.", ""]  # fmt: skip
     lines += _job_table(finished + others, keys)
+    if selected:
+        lines += ["", *selected]
     replicates = [k for k in keys if k in REPLICATE_KEYS]
     if replicates and finished:
         over = " and ".join({"seed": "seeds", "data.kfold.fold": "folds"}[k] for k in replicates)

@@ -168,7 +168,7 @@ def _train(job: setup.Job, cfg: Mapping[str, Any], par, run_dir: Path, ckpts, ch
     ckpts.wait_until_finished()
 
     state = best_weights(job, par, ckpts, state, tracks, progress.step)
-    summaries = finish(job, par, state, tracks, progress.step, wall)
+    summaries = finish(job, par, state, tracks, progress.step, wall, test=cfg["trainer"].get("test", True))
     for track in tracks:
         track.close()
     return Outcome(summaries, par.gather(state))
@@ -305,9 +305,12 @@ def best_weights(job: setup.Job, par, ckpts, state, tracks: list[Track], step: i
     return par.place(host)
 
 
-def finish(job: setup.Job, par, state, tracks: list[Track], step: int, wall: Callable) -> list[dict | None]:
-    """Test every variant that has not failed; write its test line, summary.json and curves.png."""
-    tests = evaluate(job, par, state, "test")
+def finish(job: setup.Job, par, state, tracks: list[Track], step: int, wall: Callable, *,
+           test: bool = True) -> list[dict | None]:  # fmt: skip
+    """Test every variant that has not failed; write its test line, summary.json and curves.png.
+    `test=False` (trainer.test=false: a search's trials, which select on validation) leaves the
+    test split unread and the summary's test keys null."""
+    tests = evaluate(job, par, state, "test") if test else [None] * len(tracks)
     summaries = []
     for track, test in zip(tracks, tests):
         if track.error is not None:
@@ -316,15 +319,21 @@ def finish(job: setup.Job, par, state, tracks: list[Track], step: int, wall: Cal
         records = logs.read(track.dir / "metrics.jsonl")  # every epoch's, those of earlier sessions of a resumed run too
         trained = [r for r in records if r["split"] == "train"]
         epochs = [r for r in records if r["split"] == "val"]
-        test_record = {"step": step, "epoch": epochs[-1]["epoch"] if epochs else 0, "split": "test", **test,
-                       "lr": trained[-1]["lr"] if trained else None, "wall_s": wall()}  # fmt: skip
-        track.metrics.append(test_record)
-        records.append(test_record)
-        summary = summarize(records, test, track.stopper, job, steps=step, wall_s=wall())
+        if test is not None:
+            test_record = {"step": step, "epoch": epochs[-1]["epoch"] if epochs else 0, "split": "test", **test,
+                           "lr": trained[-1]["lr"] if trained else None, "wall_s": wall()}  # fmt: skip
+            track.metrics.append(test_record)
+            records.append(test_record)
+        summary = summarize(records, test or {}, track.stopper, job, steps=step, wall_s=wall())
         (track.dir / "summary.json").write_text(logs.dumps(summary, indent=2) + "\n")
         curves.plot(records, track.dir / "curves.png")
-        log.info("%stest top-1: %.4f  (best val top-1 %.4f at epoch %d)", f"{track.label}: " if track.label else "",
-                 summary["test_top1"], summary["best_val_top1"], summary["best_epoch"])  # fmt: skip
+        label = f"{track.label}: " if track.label else ""
+        if test is None:
+            log.info("%snot tested (trainer.test=false); best val top-1 %.4f at epoch %d", label,
+                     summary["best_val_top1"], summary["best_epoch"])  # fmt: skip
+        else:
+            log.info("%stest top-1: %.4f  (best val top-1 %.4f at epoch %d)", label, summary["test_top1"],
+                     summary["best_val_top1"], summary["best_epoch"])  # fmt: skip
         summaries.append(summary)
     return summaries
 
@@ -339,9 +348,9 @@ def summarize(records: list[dict], test: dict, stopper, job, *, steps: int, wall
     val = [r for r in records if r["split"] == "val"]
     best = next(r for r in val if r["epoch"] == stopper.best_epoch)  # the monitored best, as checkpointed
     return {
-        "test_top1": test["top1"],
+        "test_top1": test.get("top1"),  # None: not tested (trainer.test=false)
         "test_top5": test.get("top5"),
-        "test_loss": test["loss"],
+        "test_loss": test.get("loss"),
         "best_val_top1": best["top1"],
         "best_epoch": best["epoch"],
         "epochs_run": val[-1]["epoch"],

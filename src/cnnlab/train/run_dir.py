@@ -11,7 +11,8 @@ of the run's own record changes.
 
 Keys that continue a run safely by default: more (or fewer) epochs, logging,
 checkpointing, the evaluation batch, where the data is cached, the parallel
-strategy and the backend policy (the same numbers to float tolerance).
+strategy and the backend policy (the same numbers to float tolerance), the
+compilation cache and the launcher.
 Anything else may differ only where `checkpoint.allow_changes` lists it (for
 example `[optimizer.learning_rate]`); each accepted change is logged.
 """
@@ -30,7 +31,7 @@ import orbax.checkpoint as ocp
 log = logging.getLogger(__name__)
 
 SAFE = ("trainer.epochs", "trainer.eval_batch_size", "logger.", "checkpoint.", "data.data_dir", "data.in_memory",
-        "parallel.", "backend")  # fmt: skip
+        "parallel.", "backend", "compilation_cache", "launcher.", "trainer.test")  # fmt: skip
 ACCEPTED = ".cnnlab/accepted_hydra"  # the .hydra/ files of the last accepted start
 
 
