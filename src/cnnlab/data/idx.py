@@ -131,6 +131,10 @@ class _IdxBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         del dl_manager  # local files only: nothing is downloaded
         # Read and check both splits before TFDS writes anything.
         arrays = {split: read_split(self.directory, split, len(self.CLASS_NAMES)) for split in FILES}
+        shapes = {split: images_.shape[1:] for split, (images_, _) in arrays.items()}
+        if len(set(shapes.values())) > 1:  # one model must take both: a mix-up of two data sets' files
+            raise IdxError(f"the IDX files in {self.directory} hold images of different sizes: "
+                           + ", ".join(f"{split} {h}x{w}" for split, (h, w) in shapes.items()))  # fmt: skip
         return {split: self._generate_examples(*pair) for split, pair in arrays.items()}
 
     def _generate_examples(self, images_: np.ndarray, labels: np.ndarray):

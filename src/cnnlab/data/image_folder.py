@@ -37,7 +37,7 @@ class FolderScan:
     root: Path
     class_names: tuple[str, ...]
     files: tuple[tuple[Path, int], ...]  # (image file, label), in class then name order
-    not_images: tuple[Path, ...]  # files without an image suffix: skipped
+    not_images: tuple[Path, ...]  # files without an image suffix, and folders inside a class folder: skipped
 
 
 def scan(root: str | Path) -> FolderScan:
@@ -56,7 +56,9 @@ def scan(root: str | Path) -> FolderScan:
         )
     files = []
     for label, class_dir in enumerate(class_dirs):
-        children = sorted(p for p in class_dir.iterdir() if p.is_file() and not p.name.startswith("."))
+        children = sorted(p for p in class_dir.iterdir() if not p.name.startswith("."))
+        not_images += [p for p in children if p.is_dir()]  # a class is one folder: cat/sub/*.png is not read
+        children = [p for p in children if p.is_file()]
         image_files = [p for p in children if p.suffix.lower() in IMAGE_SUFFIXES]
         if not image_files:
             raise ValueError(f"class folder {class_dir} has no {'/'.join(IMAGE_SUFFIXES)} files ({layout})")

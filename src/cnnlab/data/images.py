@@ -18,8 +18,15 @@ def check_channels(channels: int) -> None:
         raise ValueError(f"data.channels must be 1 (grayscale) or 3 (RGB), got {channels!r}")
 
 
+# 16-bit grey (PNG, TIFF: medical and scientific images); Pillow reads some as 32-bit "I".
+SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+
+
 def to_array(image: Image.Image, size: int, channels: int) -> np.ndarray:
     """A PIL image of any mode as a (size, size, channels) uint8 array."""
+    if image.mode in SIXTEEN_BIT:  # PIL's own conversion clips every value above 255 to white
+        wide = np.asarray(image, dtype=np.float64)
+        image = Image.fromarray(np.clip(np.rint(wide * (255 / 65535)), 0, 255).astype(np.uint8), "L")
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         rgba = image.convert("RGBA")
         image = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)

@@ -135,14 +135,34 @@ def _read_splits(builder, source_splits: Mapping[str, str], cfg: Mapping[str, An
         source = records.Records(
             builder.as_data_source(split=theirs), size=size, channels=channels, image_key=image_key, label_key=label_key
         )
+        label_source = tfds_prepared.label_only_source(builder, theirs, image_key)  # large sets: no image parsed
+        labels[split] = _cached_labels(cache_dir / f"labels-{split}.npy", label_source, label_key)
         if records.fits_in_memory(len(source), (size, size, channels), cfg.get("in_memory", "auto")):
-            source = _in_memory(source, cache_dir, split)
+            source = _in_memory(source, cache_dir, split, labels[split])
         official[split] = source
-        labels[split] = cache.array(  # large sets: only the labels are parsed, images skipped
-            cache_dir / f"labels-{split}.npy",
-            lambda: records.labels(tfds_prepared.label_only_source(builder, theirs, image_key), label_key),
-        )
     return official, labels
+
+
+SPOT_CHECKS = 64  # records whose labels are compared with a cached copy
+
+
+def _cached_labels(path, source, label_key: str) -> np.ndarray:
+    """Every record's label, from the cache beside the data when it agrees with the records."""
+    read = lambda: records.labels(source, label_key)  # noqa: E731
+    cached = cache.array(path, read)
+    if len(cached) != len(source) or not _agrees(cached, source, label_key):
+        log.warning("%s does not match the prepared records (stale or damaged): reading the labels again", path)
+        cached = np.asarray(read())
+        cache.save_array(path, cached)
+    return cached
+
+
+def _agrees(labels: np.ndarray, source, label_key: str) -> bool:
+    """The labels of SPOT_CHECKS records spread over the split, against `labels`: a shifted or
+    shuffled copy disagrees almost surely, at the cost of reading a few records."""
+    positions = np.unique(np.linspace(0, len(source) - 1, min(SPOT_CHECKS, len(source))).astype(int))
+    found = [int(r[label_key]) for r in records.read(source, positions)]
+    return bool(np.array_equal(found, labels[positions]))
 
 
 def _source_splits(builder: tfds.core.DatasetBuilder, mapping: Mapping[str, str | None] | None) -> dict[str, str]:
@@ -160,7 +180,7 @@ def _source_splits(builder: tfds.core.DatasetBuilder, mapping: Mapping[str, str 
     return chosen
 
 
-def _in_memory(source: records.Records, cache_dir, split: str) -> records.ArraySource:
+def _in_memory(source: records.Records, cache_dir, split: str, labels: np.ndarray) -> records.ArraySource:
     """The whole split as arrays, decoded once and then kept as .npy beside the labels.
 
     TFDS parses ~10,000 records/s in Python; the .npy copy of a small split
@@ -169,7 +189,7 @@ def _in_memory(source: records.Records, cache_dir, split: str) -> records.ArrayS
     images_path, labels_path = cache_dir / f"images-{split}.npy", cache_dir / f"labels-{split}.npy"
     try:
         arrays = records.ArraySource(np.load(images_path), np.load(labels_path))
-        if len(arrays) == len(source):
+        if len(arrays) == len(source) and np.array_equal(arrays.labels, labels):  # labels: checked records'
             return arrays
     except (OSError, ValueError, EOFError):
         pass
