@@ -33,6 +33,10 @@ def check(cfg: Mapping[str, Any]) -> None:
         raise ConfigError(f"trainer.label_smoothing must be in [0, 1), got {smoothing}")
     if _number("trainer.early_stopping.min_delta", trainer["early_stopping"]["min_delta"]) < 0:
         raise ConfigError(f"trainer.early_stopping.min_delta must be >= 0, got {trainer['early_stopping']['min_delta']}")
+    for key in ("max_loss", "max_grad_norm"):
+        limit = trainer.get(key)
+        if limit is not None and not (math.isfinite(_number(f"trainer.{key}", limit)) and limit > 0):
+            raise ConfigError(f"trainer.{key} must be a finite number > 0, or null for no limit, got {limit}")
     if cfg["checkpoint"]["every_steps"] is not None:
         _whole("checkpoint.every_steps", cfg["checkpoint"]["every_steps"], 1)
     rate = _number("optimizer.learning_rate", cfg["optimizer"].get("learning_rate"))

@@ -6,7 +6,7 @@ the end of an epoch. The sums are plain floats in checkpoints, so a resumed
 epoch reports the same means as an uninterrupted one.
 """
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -14,9 +14,11 @@ import numpy as np
 
 
 class RunningMeans:
-    def __init__(self, names: Sequence[str], *, skip_nonfinite: bool):
+    def __init__(self, names: Sequence[str], *, skip_nonfinite: bool, limits: Mapping[str, float] | None = None):
         self.names = tuple(names)  # the metrics to average, e.g. loss, top1, grad_norm
         self.skip_nonfinite = skip_nonfinite
+        # trainer.max_loss, trainer.max_grad_norm: a run exploding while still finite is stopped
+        self.limits = {name: limit for name, limit in (limits or {}).items() if limit is not None}
         self.add = jax.jit(self._add)
 
     def zero(self) -> dict:
@@ -49,6 +51,13 @@ class RunningMeans:
         count = max(host["count"], 1.0)
         means = {k: host[k] / count for k in self.names}
         means["skipped_steps"] = int(host["skipped"])
+        for name, limit in self.limits.items():
+            if means.get(name, 0.0) > limit:
+                raise FloatingPointError(
+                    f"the mean {name} of epoch {epoch + 1} so far is {means[name]:.3g}, above "
+                    f"trainer.max_{name}={limit:g}: the run diverges. The checkpoints written before are kept; "
+                    "lower the learning rate"
+                )
         return means
 
 

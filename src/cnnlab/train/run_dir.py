@@ -31,7 +31,8 @@ import orbax.checkpoint as ocp
 log = logging.getLogger(__name__)
 
 SAFE = ("trainer.epochs", "trainer.eval_batch_size", "logger.", "checkpoint.", "data.data_dir", "data.in_memory",
-        "parallel.", "backend", "compilation_cache", "launcher.", "trainer.test")  # fmt: skip
+        "parallel.", "backend", "compilation_cache", "launcher.", "trainer.test", "trainer.max_",
+        "trainer.analyze")  # fmt: skip
 ACCEPTED = ".cnnlab/accepted_hydra"  # the .hydra/ files of the last accepted start
 
 

@@ -119,7 +119,8 @@ def build(cfg: Mapping[str, Any], par, variants: Sequence[Variant] | None = None
     init_fn = train_state.init_fn(model, tx_phases[0].tx, input_shape)
     abstract_state = jax.eval_shape(init_fn, np.int32(cfg["seed"]))
     running = RunningMeans(metric_names(train_steps[0], abstract_state, input_shape, par.axis_name),
-                           skip_nonfinite=trainer["skip_nonfinite"])  # fmt: skip
+                           skip_nonfinite=trainer["skip_nonfinite"],
+                           limits={"loss": trainer.get("max_loss"), "grad_norm": trainer.get("max_grad_norm")})  # fmt: skip
     if variants is None:
         multi_steps = [steps.make_multi_step(step) for step in train_steps]
         init, add = (lambda par: par.init(init_fn, cfg["seed"])), running.add
