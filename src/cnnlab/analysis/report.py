@@ -15,8 +15,9 @@ from cnnlab.analysis import activations, evaluate, figures, metrics
 from cnnlab.analysis.run import TrainedRun
 from cnnlab.data import records
 
-OUTPUTS = ("confusion_matrix.csv", "confusion_matrix.png", "per_class.csv", "misclassified.png", "filters.png",
-           "feature_maps.png", "saliency.png", "report.md")
+OUTPUTS = ("confusion_matrix.csv", "confusion_matrix.png", "per_class.csv", "predictions.png", "misclassified.png",
+           "filters.png", "feature_maps.png", "saliency.png", "report.md")
+PREDICTIONS_SHOWN = 16  # the split's first images, right or wrong
 ERRORS_SHOWN = 16
 SALIENCY_IMAGES = 8
 
@@ -34,6 +35,8 @@ def write(run: TrainedRun, split: str, out: Path) -> Path:
     write_per_class_csv(rows, out / "per_class.csv")
     figures.confusion_matrix(matrix, names, out / "confusion_matrix.png")
     subset = run.dataset.splits[split]
+    first = np.arange(min(PREDICTIONS_SHOWN, len(subset)))
+    figures.image_grid(_pixels(subset, first), _prediction_titles(predictions, first, names), out / "predictions.png")
     errors = metrics.confident_errors(predictions, ERRORS_SHOWN)
     if len(errors):
         titles = _error_titles(predictions, errors, names)
@@ -90,6 +93,11 @@ def _pixels(subset, positions: np.ndarray) -> np.ndarray:
     return images
 
 
+def _prediction_titles(predictions, positions: np.ndarray, names: Sequence[str]) -> list[str]:
+    return [f"pred {names[predictions.predicted[i]]} {predictions.confidence[i]:.2f}\n"
+            f"true {names[predictions.labels[i]]}" for i in positions]  # fmt: skip
+
+
 def _error_titles(predictions, errors: np.ndarray, names: Sequence[str]) -> list[str]:
     return [f"true {names[predictions.labels[i]]}\npred {names[predictions.predicted[i]]} "
             f"{predictions.confidence[i]:.2f}" for i in errors]  # fmt: skip
@@ -112,6 +120,8 @@ def markdown(run: TrainedRun, split: str, matrix: np.ndarray, rows: list[dict], 
     pairs = metrics.most_confused(matrix, run.class_names)
     lines += ["", "## Most confused pairs", ""]
     lines += [f"- {t} taken for {p}: {n} times" for t, p, n in pairs] or ["- none: every example is right"]
+    lines += ["", "## Predictions", "", f"The first {min(PREDICTIONS_SHOWN, total)} images of the split:", "",
+              "![predictions](predictions.png)"]  # fmt: skip
     lines += ["", "## Most confident errors", ""]
     lines += ["![most confident errors](misclassified.png)"] if errors else ["None: every example is right."]
     lines += ["", "## Inside the network", "", *inside]

@@ -4,9 +4,9 @@
     cnnlab-analyze runs/lenet5                  # -> runs/lenet5/analysis/report.md and its figures
 
 Writes into RUN_DIR/analysis/ (or --out) and nowhere else: confusion_matrix.png and .csv,
-per_class.csv (precision, recall, F1, support), misclassified.png (the most confident
-errors), filters.png (the first convolution's kernels), feature_maps.png (one image at each
-stage), saliency.png (input gradients) and report.md with the run's summary.json. The data
+per_class.csv (precision, recall, F1, support), predictions.png (the split's first images),
+misclassified.png (the most confident errors), filters.png (the first convolution's
+kernels), feature_maps.png (one image at each stage), saliency.png (input gradients) and report.md with the run's summary.json. The data
 split, normalization, class names and model are the run's own. Without --checkpoint, the
 weights are those summary.json was tested with: the best epoch's when early stopping was
 on, else the last epoch's.

@@ -6,6 +6,8 @@ import math
 import os
 from pathlib import Path
 
+import numpy as np
+from PIL import Image
 from tqdm import tqdm
 
 log = logging.getLogger(__name__)
@@ -91,6 +93,23 @@ class TensorBoard:
             if lr != previous:
                 self.writer.add_scalar("train/lr_schedule", lr, step)
                 previous = lr
+
+    def hparams(self, hparams: dict, results: dict[str, float]) -> None:
+        """The run's hyperparameters and results for TensorBoard's HParams view, in this run's own
+        event files (tensorboardX's `add_hparams` would open a new run directory beside it)."""
+        from tensorboardX.summary import hparams as hparams_summaries
+
+        for summary in hparams_summaries(hparams, results):  # the experiment, session start and end
+            self.writer.file_writer.add_summary(summary)
+        for tag, value in results.items():  # the values the view shows, as scalars of the same tags
+            self.writer.add_scalar(tag, value)
+
+    def images(self, pngs: dict[str, Path], step: int) -> None:
+        """PNG files as TensorBoard images, one tag each; a file that was not drawn is left out."""
+        for tag, path in pngs.items():
+            if path.is_file():
+                with Image.open(path) as image:
+                    self.writer.add_image(tag, np.asarray(image.convert("RGB")), step, dataformats="HWC")
 
     def close(self) -> None:
         self.writer.close()

@@ -28,7 +28,7 @@ import numpy as np
 
 from cnnlab import backend, data, optim
 from cnnlab.report import curves
-from cnnlab.train import checkpoint, checks, early_stopping, logs, parallel, setup
+from cnnlab.train import checkpoint, checks, early_stopping, logs, parallel, run_end, setup
 from cnnlab.train import run_dir as run_dir_lib
 from cnnlab.train import metrics as metrics_lib
 from cnnlab.train.progress import Progress
@@ -169,6 +169,7 @@ def _train(job: setup.Job, cfg: Mapping[str, Any], par, run_dir: Path, ckpts, ch
 
     state = best_weights(job, par, ckpts, state, tracks, progress.step)
     summaries = finish(job, par, state, tracks, progress.step, wall, test=cfg["trainer"].get("test", True))
+    run_end.write(cfg, job, tracks, summaries, progress.step)  # HParams; trainer.analyze: analysis/
     for track in tracks:
         track.close()
     return Outcome(summaries, par.gather(state))
