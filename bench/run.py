@@ -58,6 +58,11 @@ TRIED = {
     "user": "the loop compiles with `cnnlab.backend.jit`, which traces the model under the trainer's backend "
     "policy and passes its XLA options; the difference left is the trainer step's metrics, rng fold-in and "
     "sharded jit (benchmark 1) and the optimizer (optax's Adam in the loop, cnnlab's in the trainer)",
+    "8": "nothing to make it faster on 2 cores: a job's steps already use both cores, so 2 jobs at a time "
+    "share them instead of adding any; what Ray adds is its local cluster's start (about 7 s) and, for each "
+    "job, a new worker process that imports JAX and cnnlab and loads the data again (8-14 s; the basic launcher "
+    "pays that once). Limiting each job's XLA to one thread (intra_op_parallelism_threads=1) made 2 side-by-side "
+    "runs 2.1x slower. The launcher's gain is on machines with more devices than one job uses",
     "5": "as benchmark 4: the step is the lever; the input pipeline is not (benchmark 3), nor the loop (an epoch of "
     "train_epoch within 5% of the bare step over the same batches); both sides start from the same weights, so "
     "they need the same number of epochs; cnnlab's first epoch carries its compilation",
@@ -85,6 +90,7 @@ def suite(ids: list[str], args) -> list[common.Figure]:
                             notes="skipped in this run (python -m bench.run --with-tta)")],  # fmt: skip
         "6": lambda: dispatch.run(rounds=2 * args.rounds + 1),
         "7": lambda: gpu_resnet50.run(),
+        "8": lambda: sweeps.run(rounds=2),
     }
     figures = []
     for bench_id in ids:
