@@ -6,8 +6,9 @@
 - the output of `cnnlab-convert-weights`, which has the same layout;
 - a Keras `.h5`, `.safetensors` or `.pth` file, converted on the fly.
 
-A checkpoint is read without a template (no optimizer needs to be rebuilt):
-only its `params` and `batch_stats` are kept, with the `normalization` and
+A checkpoint is read with a template made from its own metadata, placed on
+this process's devices (a run trained on 8 devices is read on 1; no optimizer
+needs to be rebuilt): only its `params` and `batch_stats` are kept, with the `normalization` and
 `config` items that came with it.
 """
 
@@ -52,7 +53,8 @@ def read(source: str | Path, *, model: nn.Module, input_shape: Sequence[int], wh
         raise FileNotFoundError(f"transfer.from_run={source}: no checkpoints in {directory} "
                                 "(expected a run directory, its checkpoints/, or a weight file)")  # fmt: skip
     restored = mngr.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(), normalization=ocp.args.JsonRestore(), config=ocp.args.JsonRestore()))  # fmt: skip
+        state=ocp.args.StandardRestore(_here(directory / str(step) / "state")), normalization=ocp.args.JsonRestore(),
+        config=ocp.args.JsonRestore()))  # fmt: skip
     mngr.close()
     state = restored.state
     variables = {"params": _host(state["params"]), "batch_stats": _host(state.get("batch_stats") or {})}
@@ -70,6 +72,14 @@ def _manager(directory: Path) -> ocp.CheckpointManager:
 
     options = ocp.CheckpointManagerOptions(best_fn=score, best_mode="max", read_only=True)
     return ocp.CheckpointManager(directory.absolute(), options=options, item_names=ITEMS)
+
+
+def _here(state_dir: Path) -> Any:
+    """The saved state's shapes and dtypes, each placed on this process's first device: a checkpoint
+    written on 8 devices (a pod, `parallel.cpu_devices=8`) is read where it is fine-tuned, on 1."""
+    saved = ocp.StandardCheckpointer().metadata(state_dir).item_metadata
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    return jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), saved)
 
 
 def _host(tree: Any) -> Any:
