@@ -122,18 +122,20 @@ def test_a_second_process_is_refused_while_the_first_completes(cli, data_dir, tm
 
     run_dir = tmp_path / "run"
     env = {**os.environ, "TFDS_DATA_DIR": str(data_dir)}
-    first = subprocess.Popen([sys.executable, "-m", "cnnlab.train", "logger.progress_bar=false", "trainer.epochs=3",
+    # 20 epochs: long enough that the second process (8 s to start) comes while the first trains, even
+    # when every program of the first is read back from the compilation cache.
+    first = subprocess.Popen([sys.executable, "-m", "cnnlab.train", "logger.progress_bar=false", "trainer.epochs=20",
                               f"hydra.run.dir={run_dir}"], cwd=REPO, env=env, stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, text=True)  # fmt: skip
     deadline = time.time() + 300
     while not (run_dir / "metrics.jsonl").exists() and time.time() < deadline:  # written once the run is claimed
         time.sleep(0.05)
-    second = cli(f"hydra.run.dir={run_dir}", "trainer.epochs=3", check=False)
+    second = cli(f"hydra.run.dir={run_dir}", "trainer.epochs=20", check=False)
     output = second.stdout + second.stderr
     assert second.returncode == 1 and f"{run_dir} is in use by another cnnlab process (pid {first.pid})" in output
     assert first.wait(timeout=600) == 0, first.stdout.read()[-2000:]
     lines = (run_dir / "metrics.jsonl").read_text().splitlines()
-    assert [json.loads(line)["split"] for line in lines].count("test") == 1 and len(lines) == 3 * 2 + 1
+    assert [json.loads(line)["split"] for line in lines].count("test") == 1 and len(lines) == 20 * 2 + 1
 
 
 def test_a_torn_metrics_line_is_dropped_at_resume(cli, tmp_path):
