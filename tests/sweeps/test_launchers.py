@@ -8,7 +8,7 @@ import pytest
 
 from tests.conftest import REPO
 
-JOBS = ("optimizer.learning_rate=0.001,0.003,-1", "trainer.epochs=1", "trainer.batch_size=64")  # the third fails
+JOBS = ("optimizer.learning_rate=0.001,-1", "trainer.epochs=1", "trainer.batch_size=64")  # the second fails
 
 
 def summaries(sweep_dir) -> dict[str, dict]:
@@ -30,9 +30,9 @@ def test_ray_and_submitit_jobs_match_the_basic_launchers_and_a_failed_job_leaves
         assert proc.returncode != 0, "a multirun with a failed job exits non-zero"  # after every job has run
         results[launcher] = summaries(tmp_path / launcher)
     basic = results["basic"]
-    assert set(basic) == {"0", "1", "2"}
-    assert basic["0"]["best_val_top1"] > 0.5 and basic["1"]["best_val_top1"] > 0.5
-    assert "optimizer.learning_rate must be a finite number > 0" in basic["2"]
+    assert set(basic) == {"0", "1"}
+    assert basic["0"]["best_val_top1"] > 0.5
+    assert "optimizer.learning_rate must be a finite number > 0" in basic["1"]
     assert results["ray"] == basic  # bit for bit: the same program, in another process
     assert results["submitit_local"] == basic
     assert (tmp_path / "submitit_local" / ".submitit").is_dir()  # submitit's own records, beside the jobs
@@ -40,8 +40,8 @@ def test_ray_and_submitit_jobs_match_the_basic_launchers_and_a_failed_job_leaves
     report = subprocess.run([sys.executable, "-m", "cnnlab.cli.report", str(tmp_path / "ray")], cwd=REPO,
                             capture_output=True, text=True, check=True)  # fmt: skip
     text = (tmp_path / "ray" / "report.md").read_text()
-    assert "3 jobs: 2 finished, 1 failed or unfinished." in text, report.stdout
-    assert "### 2: failed" in text
+    assert "2 jobs: 1 finished, 1 failed or unfinished." in text, report.stdout
+    assert "### 1: failed" in text
 
 
 def test_the_launchers_take_the_jobs_resources_from_one_place():
