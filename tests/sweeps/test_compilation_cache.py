@@ -21,10 +21,13 @@ def test_a_job_that_differs_only_in_its_seed_compiles_nothing(cli, tmp_path):
     assert cached(cache) > first  # another batch shape is another program
 
 
-def test_compilation_cache_null_writes_no_cache(cli, tmp_path):
+def test_compilation_cache_null_writes_no_cache(cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("CNNLAB_COMPILATION_CACHE", str(tmp_path / "cache"))  # the default the run would use
     cli(f"hydra.run.dir={tmp_path / 'run'}", "trainer.epochs=1", "compilation_cache=null",
         "data.train_subset=200")  # fmt: skip
-    assert not any(p.name.endswith("-cache") for p in tmp_path.rglob("*"))
+    assert not (tmp_path / "cache").exists()
+    cli(f"hydra.run.dir={tmp_path / 'on'}", "trainer.epochs=1", "data.train_subset=200")
+    assert any((tmp_path / "cache").iterdir())  # the same run without null writes there
 
 
 def test_a_jobs_share_of_a_gpu_is_its_preallocation(monkeypatch):

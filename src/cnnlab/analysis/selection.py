@@ -16,8 +16,8 @@ from pathlib import Path
 import yaml
 
 from cnnlab.analysis import evaluate, run as run_lib
+from cnnlab.report.sweep import SEARCH_RESULTS
 
-RESULTS = "optimization_results.yaml"  # what Hydra's Optuna sweeper writes at the end of a search
 SELECTED = "selected.json"
 
 
@@ -41,7 +41,7 @@ def select(root: Path, jobs: Sequence) -> dict:
         "test_top1": test.top1,
         "test_examples": len(test.labels),
         "checkpoint": trained.checkpoint,
-        "optuna": yaml.safe_load((root / RESULTS).read_text()),
+        "optuna": yaml.safe_load((root / SEARCH_RESULTS).read_text()),
     }
     saved.write_text(json.dumps(record, indent=2) + "\n")
     return record

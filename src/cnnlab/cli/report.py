@@ -34,7 +34,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         jobs = sweep.find_jobs(args.directory)
         selected = []
-        if jobs and selection_of_search(args.directory):
+        if jobs and (args.directory / sweep.SEARCH_RESULTS).is_file():  # a search: its selected trial, tested
             import logging
 
             from cnnlab.analysis import selection
@@ -46,10 +46,6 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(f"cnnlab-report: {error}")
     for path in written:
         print(path)
-
-
-def selection_of_search(directory: Path) -> bool:
-    return (directory / "optimization_results.yaml").is_file()  # analysis.selection.RESULTS, without importing JAX
 
 
 if __name__ == "__main__":

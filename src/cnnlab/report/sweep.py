@@ -30,6 +30,7 @@ import yaml
 from cnnlab.report import sweep_figure
 
 SKIP_DIRS = {".hydra", "checkpoints", "tensorboard"}  # never job directories
+SEARCH_RESULTS = "optimization_results.yaml"  # what Hydra's Optuna sweeper writes at the end of a search
 REPLICATE_KEYS = ("seed", "data.kfold.fold")  # repeats of one setting, averaged in the second table
 
 
