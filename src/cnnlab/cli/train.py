@@ -15,42 +15,25 @@ from omegaconf import DictConfig, OmegaConf
 USER_ERRORS = (ValueError, FileNotFoundError, FloatingPointError)
 
 
-# Exit statuses of a run stopped by a signal, as a shell reports them (128 + the signal's number).
-STOPPED_BY = {signal.SIGINT: 130, signal.SIGTERM: 143}
-
-
-class Stopped(KeyboardInterrupt):
-    """SIGINT (Ctrl-C) or SIGTERM (a scheduler's preemption, `kill`): a KeyboardInterrupt, so that
-    Hydra and the engine let it through and every `finally` runs on the way out."""
-
-    def __init__(self, signum: int):
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-
-
 def main() -> None:
     """The command: a missing launcher or sweeper plugin is named before Hydra starts, and a run
     stopped by SIGINT or SIGTERM ends with one line and exit status 130 or 143."""
+    from cnnlab import stopping
     from cnnlab.cli import extras
 
     problem = extras.missing(sys.argv[1:])
     if problem:
         sys.exit(f"cnnlab-train: {problem}")
 
-    def stop(signum, frame):
-        raise Stopped(signum)
-
-    for signum in STOPPED_BY:
-        signal.signal(signum, stop)
+    stopping.on_signals()
     try:
         train()
+        stopping.check()  # a signal whose exception was lost after the last step
     except KeyboardInterrupt as stopped:
         signum = getattr(stopped, "signum", signal.SIGINT)
-        name = signal.Signals(signum).name
-        # Python runs the handler between bytecodes: a compilation under way ends first.
-        print(f"cnnlab-train: stopped by {name}; what was written is kept, and the same command "
-              f"resumes from the last checkpoint", file=sys.stderr)  # fmt: skip
-        sys.exit(STOPPED_BY[signum])
+        print(f"cnnlab-train: stopped by {signal.Signals(signum).name}; what was written is kept, and the "
+              f"same command resumes from the last checkpoint", file=sys.stderr)  # fmt: skip
+        sys.exit(stopping.EXIT_STATUS[signum])
 
 
 @hydra.main(version_base=None, config_path="pkg://cnnlab.conf", config_name="config")

@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cnnlab import backend, data, optim
+from cnnlab import backend, data, optim, stopping
 from cnnlab.report import curves
 from cnnlab.train import checkpoint, checks, early_stopping, logs, parallel, run_end, setup
 from cnnlab.train import run_dir as run_dir_lib
@@ -224,6 +224,7 @@ def train_epoch(job: setup.Job, par, state, progress: Progress, epoch: int, cfg,
     bar = logs.progress_bar(total, initial=done, epoch=epoch, enabled=cfg["logger"]["progress_bar"])
     step, started, images = progress.step, time.perf_counter(), 0
     while done < total:
+        stopping.check()  # a SIGINT/SIGTERM whose exception a library's bare `except:` lost
         # Whole chunks of steps_per_call steps in one call; the epoch's tail one at a time.
         k = trainer["steps_per_call"] if total - done >= trainer["steps_per_call"] else 1
         local = [next(iterator) for _ in range(k)]
