@@ -43,21 +43,43 @@ def test_sigkill_then_resume_ends_bitwise_where_an_uninterrupted_run_ends(cli, t
         np.testing.assert_array_equal(a, b)
 
 
-def test_corrupt_latest_checkpoint_falls_back_to_the_previous_one(cli, tmp_path):
-    run_dir, straight = tmp_path / "run", tmp_path / "straight"
+@pytest.fixture(scope="module")
+def straight_three_epochs(cli, tmp_path_factory):
+    """An uninterrupted 3-epoch run: what a run resumed from a damaged checkpoint must end as."""
+    run_dir = tmp_path_factory.mktemp("straight")
+    cli(f"hydra.run.dir={run_dir}", "trainer.epochs=3")
+    return run_dir
+
+
+def truncate(file):
+    file.write_bytes(file.read_bytes()[: file.stat().st_size // 2])
+
+
+def flip_four_bytes(file):
+    """The issue's bit flip: 4 bytes changed in the middle of a state blob; the file's size is the same."""
+    data = bytearray(file.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 4] = bytes(b ^ 0xFF for b in data[middle : middle + 4])
+    file.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("damage, named", [(truncate, "damaged"), (flip_four_bytes, "read back other than saved (checksums)")])
+def test_a_damaged_latest_checkpoint_is_moved_aside_and_the_previous_one_resumes_bitwise(
+        cli, tmp_path, straight_three_epochs, damage, named):  # fmt: skip
+    run_dir = tmp_path / "run"
     cli(f"hydra.run.dir={run_dir}", "trainer.epochs=2")
     latest = run_dir / "checkpoints" / str(2 * STEPS_PER_EPOCH)
-    biggest = max((p for p in latest.rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
-    biggest.write_bytes(biggest.read_bytes()[: biggest.stat().st_size // 2])
+    biggest = max((p for p in (latest / "state").rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+    damage(biggest)
 
     proc = cli(f"hydra.run.dir={run_dir}", "trainer.epochs=3")
     log = proc.stdout + proc.stderr
-    assert f"checkpoint at step {2 * STEPS_PER_EPOCH}" in log and "unreadable" in log
+    assert f"checkpoint at step {2 * STEPS_PER_EPOCH}" in log and named in log, log[-3000:]
     assert f"resumed from {run_dir / 'checkpoints'} at step {STEPS_PER_EPOCH}" in log, log[-3000:]
     assert list((run_dir / "checkpoints").glob(f"{2 * STEPS_PER_EPOCH}.corrupt-*")), "the bad one is kept aside"
-
-    cli(f"hydra.run.dir={straight}", "trainer.epochs=3")
-    assert last_metrics(run_dir) == last_metrics(straight)
+    assert last_metrics(run_dir) == last_metrics(straight_three_epochs)
+    for a, b in zip(final_params(run_dir), final_params(straight_three_epochs)):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_an_asynchronous_save_keeps_the_progress_of_its_step(tmp_path):

@@ -12,6 +12,7 @@ curves.png. Re-running in the same directory resumes from the latest good
 checkpoint and ends bitwise where an uninterrupted run ends.
 """
 
+import contextlib
 import dataclasses
 import functools
 import logging
@@ -104,9 +105,13 @@ def train(job: setup.Job, cfg: Mapping[str, Any], par, run_dir: Path) -> Outcome
                                asynchronous=cfg["checkpoint"]["asynchronous"], variants=job.k)  # fmt: skip
     try:
         with run_dir_lib.claim(run_dir, cfg, run_dir_lib.data_record(job.dataset), ckpts) as changed:
-            return _train(job, cfg, par, run_dir, ckpts, changed)
-    finally:
-        ckpts.close()
+            outcome = _train(job, cfg, par, run_dir, ckpts, changed)
+    except BaseException:
+        with contextlib.suppress(Exception):  # a failed background write again: the first error is the one
+            ckpts.close()
+        raise
+    ckpts.close()
+    return outcome
 
 
 def _train(job: setup.Job, cfg: Mapping[str, Any], par, run_dir: Path, ckpts, changed: list[str]) -> Outcome:
@@ -165,7 +170,7 @@ def _train(job: setup.Job, cfg: Mapping[str, Any], par, run_dir: Path, ckpts, ch
                                        stoppers=tuple(t.stopper.record() for t in tracks),
                                        errors=tuple(t.error for t in tracks))  # fmt: skip
         save(state, progress, epoch_end=epoch + 1)
-    ckpts.wait_until_finished()
+    checkpoint.wait(ckpts)  # a failed background write stops the run here, in one message
 
     state = best_weights(job, par, ckpts, state, tracks, progress.step)
     summaries = finish(job, par, state, tracks, progress.step, wall, test=cfg["trainer"].get("test", True))

@@ -28,6 +28,8 @@ from typing import Any
 
 import orbax.checkpoint as ocp
 
+from cnnlab.train import checkpoint
+
 log = logging.getLogger(__name__)
 
 SAFE = ("trainer.epochs", "trainer.eval_batch_size", "logger.", "checkpoint.", "data.data_dir", "data.in_memory",
@@ -85,15 +87,17 @@ def data_record(dataset) -> dict:
 
 def _saved(ckpts) -> tuple[dict, dict | None] | None:
     """The config and data record of the latest checkpoint, None for a fresh run."""
-    step = ckpts.latest_step()
-    if step is None:
-        return None
-    items = {"config": ocp.args.JsonRestore()}
-    has_data = (Path(ckpts.directory) / str(step) / "data").exists()
-    if has_data:
-        items["data"] = ocp.args.JsonRestore()
-    restored = ckpts.restore(step, args=ocp.args.Composite(**items))
-    return restored.config, (restored.data if has_data else None)
+    for step in sorted(ckpts.all_steps(), reverse=True):
+        items = {"config": ocp.args.JsonRestore()}
+        has_data = (Path(ckpts.directory) / str(step) / "data").exists()
+        if has_data:
+            items["data"] = ocp.args.JsonRestore()
+        try:
+            restored = checkpoint.read(ckpts, step, lambda: ckpts.restore(step, args=ocp.args.Composite(**items)))
+        except checkpoint.Damaged:
+            continue  # the resume moves it aside (checkpoint.restore_latest_good); the one before has the record
+        return restored.config, (restored.data if has_data else None)
+    return None
 
 
 def _check(run_dir: Path, cfg: Mapping[str, Any], data: Mapping[str, Any], saved) -> list[str]:
