@@ -25,7 +25,7 @@ def jax_leaves(tree):
 
 def last_metrics(run_dir) -> dict:
     record = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[-1])
-    return {k: v for k, v in record.items() if k not in ("wall_s", "images_per_s")}
+    return {k: v for k, v in record.items() if k not in ("wall_s", "images_per_s", "first_call_s")}
 
 
 def test_sigkill_then_resume_ends_bitwise_where_an_uninterrupted_run_ends(cli, tmp_path):

@@ -22,7 +22,7 @@ PANELS = {  # x axis -> the (split, metric) of each panel
     "step": (("train", "loss"), ("val", "loss")),
     "wall_s": (("train", "loss"), ("val", "loss")),
 }
-X_LABELS = {"epoch": "epoch", "step": "optimizer updates", "wall_s": "wall time (s)"}
+X_LABELS = {"epoch": "epoch", "step": "optimizer updates", "wall_s": "wall time (s), compilation included"}
 
 
 PANEL_HEIGHT = 4.5  # inches: the plots keep it whatever the legend below them needs

@@ -146,13 +146,13 @@ def _train(job: setup.Job, cfg: Mapping[str, Any], par, run_dir: Path, ckpts, ch
     for epoch in range(progress.epoch(job.steps_per_epoch), job.epochs):  # trainer.epochs, then any fine-tune epochs
         if all(t.done for t in tracks):
             break
-        state, progress, train_sums, last_lr, rate = train_epoch(job, par, state, progress, epoch, cfg, save, wall)
+        state, progress, train_sums, last_lr, timing = train_epoch(job, par, state, progress, epoch, cfg, save, wall)
         val = evaluate(job, par, state, "val")
         for track, sums, lr, val_metrics in zip(tracks, train_sums, last_lr, val):
             if track.done:
                 continue
             try:
-                train_metrics = {**job.running.means(sums, epoch=epoch), "lr": lr, "images_per_s": rate}
+                train_metrics = {**job.running.means(sums, epoch=epoch), "lr": lr, **timing}
             except FloatingPointError as error:
                 if job.variants is None:
                     raise
@@ -211,7 +211,8 @@ def train_epoch(job: setup.Job, par, state, progress: Progress, epoch: int, cfg,
     """Train one epoch (or its rest, after a mid-epoch resume).
 
     Returns the state, the progress at the epoch's end, each variant's running sums
-    (host floats), each variant's rate of its last update, and the epoch's images/s.
+    (host floats), each variant's rate of its last update, and the epoch's timing: its steady
+    images/s (without the first call) and the first call's seconds (compilation included).
     """
     trainer = cfg["trainer"]
     batches = data.train_batches(
@@ -228,6 +229,7 @@ def train_epoch(job: setup.Job, par, state, progress: Progress, epoch: int, cfg,
     done, total = progress.batch(job.steps_per_epoch), len(batches)
     bar = logs.progress_bar(total, initial=done, epoch=epoch, enabled=cfg["logger"]["progress_bar"])
     step, started, images = progress.step, time.perf_counter(), 0
+    steady = None  # (time, images) once the epoch's first call is done: it compiles in a fresh process
     while done < total:
         stopping.check()  # a SIGINT/SIGTERM whose exception a library's bare `except:` lost
         # Whole chunks of steps_per_call steps in one call; the epoch's tail one at a time.
@@ -243,6 +245,9 @@ def train_epoch(job: setup.Job, par, state, progress: Progress, epoch: int, cfg,
         metrics = par.metrics(metrics)
         sums = job.add(sums, metrics)
         step, done, images = step + k, done + k, images + k * trainer["batch_size"]
+        if steady is None:
+            jax.block_until_ready(metrics)
+            steady, first_call_s = (time.perf_counter(), images), time.perf_counter() - started
         bar.update(k)
         if job.variants is None and (done % 10 < k or done == total):  # reading a value waits for the device
             means = job.running.means(sums, epoch=epoch)  # a non-finite loss stops a single run here
@@ -257,8 +262,12 @@ def train_epoch(job: setup.Job, par, state, progress: Progress, epoch: int, cfg,
     host_sums = [metrics_lib.as_floats(s) for s in job.unstack(jax.device_get(sums))]
     # The rate of each variant's last update as the step read it from the optimizer state.
     last_lr = [float(lr) for lr in np.asarray(jax.device_get(metrics["lr"])).reshape(job.k, -1)[:, -1]]
-    rate = images / (time.perf_counter() - started)
-    return state, dataclasses.replace(progress, step=step), host_sums, last_lr, rate
+    # The steady rate leaves out the first call, which compiled the steps (in epoch 1, or after a resume);
+    # an epoch of one call has no steady part.
+    now = time.perf_counter()
+    rate = (images - steady[1]) / (now - steady[0]) if steady and images > steady[1] else images / (now - started)
+    timing = {"images_per_s": rate, "first_call_s": first_call_s if steady else None}
+    return state, dataclasses.replace(progress, step=step), host_sums, last_lr, timing
 
 
 def evaluate(job, par, state, split: str) -> list[dict]:
@@ -342,6 +351,8 @@ def finish(job: setup.Job, par, state, tracks: list[Track], step: int, wall: Cal
             log.info("%stest top-1: %.4f  (best val top-1 %.4f at epoch %d)", label, summary["test_top1"],
                      summary["best_val_top1"], summary["best_epoch"])  # fmt: skip
         summaries.append(summary)
+    if job.variants is None and tracks[0].error is None:
+        log.info("run directory: %s (curves.png, metrics.jsonl, summary.json)", tracks[0].dir)
     return summaries
 
 
