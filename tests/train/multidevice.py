@@ -78,25 +78,30 @@ def one_vs_many() -> dict:
     return out
 
 
-def multiprocess(process_id: int, num_processes: int, port: int) -> dict:
+def multiprocess(process_id: int, num_processes: int, port: int, strategy: str = "jit") -> dict:
     """3 steps as one process of `num_processes`, over every device of every process."""
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(f"localhost:{port}", num_processes=num_processes, process_id=process_id)
-    par = parallel.create("jit")
-    model, tx = SmallBNNet(), optax.sgd(0.1, momentum=0.9)
-    step = par.compile_train(steps.make_train_step(model, tx, num_classes=10, learning_rate=lambda o: 0.1))
+    par = parallel.create(strategy)
+    model, tx = setup.sync_batch_norm(SmallBNNet(), par.axis_name), optax.sgd(0.1, momentum=0.9)
+    step = par.compile_train(steps.make_train_step(model, tx, num_classes=10, learning_rate=lambda o: 0.1,
+                                                   axis_name=par.axis_name))  # fmt: skip
     state = par.init(train_state.init_fn(model, tx, (12, 12, 1)), seed=0)
     for i in range(3):
         global_batch = batch(seed=i)
         share = len(global_batch["label"]) // num_processes  # this process's rows of the global batch
         local = {k: v[process_id * share : (process_id + 1) * share] for k, v in global_batch.items()}
         state, metrics = step(state, par.put(local))
-    params = jax.tree.map(lambda x: np.asarray(jax.device_get(x.addressable_data(0))), state.params)
-    return {"devices": jax.device_count(), "processes": jax.process_count(), "loss": float(metrics["loss"].addressable_data(0)),
+    host = par.gather(state)
+    params = jax.tree.map(lambda x: np.asarray(x.addressable_data(0) if isinstance(x, jax.Array) else x), host.params)
+    loss = par.metrics(metrics)["loss"]
+    return {"devices": jax.device_count(), "processes": jax.process_count(),
+            "loss": float(np.asarray(loss.addressable_data(0) if isinstance(loss, jax.Array) else loss)),
             "params": [x.tolist() for x in jax.tree.leaves(params)]}
 
 
 if __name__ == "__main__":
     command, *args = sys.argv[1:]
-    result = {"one-vs-many": one_vs_many, "multiprocess": multiprocess}[command](*map(int, args))
+    numbers, words = [int(a) for a in args if a.isdigit()], [a for a in args if not a.isdigit()]
+    result = {"one-vs-many": one_vs_many, "multiprocess": multiprocess}[command](*numbers, *words)
     print(json.dumps(result))

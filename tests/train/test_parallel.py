@@ -83,11 +83,14 @@ def test_one_device_equals_eight_for_jit_and_pmap():
     assert out["indivisible_error"] == "trainer.batch_size=12 does not divide over 8 devices (1 hosts): use a multiple of 8"
 
 
-def test_two_processes_match_one():
-    """2 processes x 2 devices (jax.distributed, gloo) equal 1 process x 4 devices after 3 steps."""
+@pytest.mark.parametrize("strategy", ["jit", "pmap"])
+def test_two_processes_match_one(strategy):
+    """2 processes x 2 devices (jax.distributed, gloo) equal 1 process x 4 devices after 3 steps, with
+    BatchNorm's statistics over the global batch. (pmap over each process's local devices alone,
+    as before, let the processes drift apart from the first step.)"""
     port = free_port()
-    procs = [run_script("multiprocess", str(i), "2", str(port), devices=2) for i in range(2)]
-    single = result(run_script("multiprocess", "0", "1", str(free_port()), devices=4))
+    procs = [run_script("multiprocess", str(i), "2", str(port), strategy, devices=2) for i in range(2)]
+    single = result(run_script("multiprocess", "0", "1", str(free_port()), strategy, devices=4))
     first, second = (result(p) for p in procs)
     assert (first["devices"], first["processes"]) == (4, 2) and (single["devices"], single["processes"]) == (4, 1)
     assert first["loss"] == second["loss"]

@@ -119,10 +119,16 @@ class Pmap:
         return self.place(jax.jit(init_fn)(np.int32(seed)))
 
     def compile_train(self, step: Callable) -> Callable:
-        return jax.pmap(step, axis_name=AXIS, devices=self.devices, donate_argnums=0)
+        return jax.pmap(step, axis_name=AXIS, devices=self.mapped, donate_argnums=0)
 
     def compile_eval(self, step: Callable) -> Callable:
-        return jax.pmap(step, axis_name=AXIS, devices=self.devices)
+        return jax.pmap(step, axis_name=AXIS, devices=self.mapped)
+
+    @property
+    def mapped(self) -> tuple | None:
+        """JAX's multi-process contract: pmap spans every process's devices (its collectives reduce
+        over all of them) while each process feeds and reads its local ones, `self.devices`."""
+        return None if jax.process_count() > 1 else self.devices
 
     def put(self, local_batch: Mapping[str, np.ndarray], batch_axis: int = 0) -> dict[str, jax.Array]:
         # (..., B, ...) -> (D, ..., B/D, ...): device d gets the d-th contiguous slice,
