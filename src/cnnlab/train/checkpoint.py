@@ -74,7 +74,18 @@ def manager(directory: Path, *, keep_latest: int, asynchronous: bool = True, var
         enable_async_checkpointing=asynchronous,
     )
     writable(directory)
+    one_writer_per_array()
     return ocp.CheckpointManager(directory.absolute(), options=options, item_names=ITEMS)
+
+
+def one_writer_per_array() -> None:
+    """On one host, write each replicated array from one device. orbax's default on CPUs and TPUs,
+    replica-parallel saving, splits the write over the replicas: across hosts that shares the work,
+    but on one host it only adds a compiled slice per array and device (224 for ResNet-50 on 8
+    devices, 14 s at the first save) for the same bytes written by the same process."""
+    if jax.process_count() == 1:
+        ocp.type_handlers.register_type_handler(jax.Array, ocp.type_handlers.ArrayHandler(use_replica_parallel=False),
+                                                override=True)  # fmt: skip
 
 
 def writable(directory: Path) -> None:
