@@ -20,7 +20,7 @@ train: $(STAMP)
 	$(BIN)/cnnlab-train $(ARGS)
 
 # Two pytest-xdist workers: XLA compiles on one thread, so two tests at a time
-# keep both cores busy (17-21 min against 29-31 min in one process on 2 cores).
+# keep both cores busy (one process took about 1.5x as long on 2 cores).
 TEST_WORKERS ?= 2
 
 # The tests also run the sweep launchers and the Optuna sweeper: their extras go in once.
