@@ -139,7 +139,7 @@ def save(mngr: ocp.CheckpointManager, state: Any, *, progress: Progress, normali
 def room_for(directory: Path, state: Any, step: int) -> None:
     """Refuse a save that cannot fit: the arrays' bytes (orbax's compression only shrinks them), and
     room for the small files. What fills up in the background is reported at the next save."""
-    needed = sum(np.dtype(x.dtype).itemsize * int(np.prod(x.shape)) for x in jax.tree.leaves(state)) + FILES_BYTES
+    needed = sum(x.nbytes for x in jax.tree.leaves(state)) + FILES_BYTES
     free = shutil.disk_usage(directory).free
     if free < needed:
         raise CheckpointError(f"no room for the checkpoint of step {step} in {directory}: it needs about "

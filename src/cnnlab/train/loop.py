@@ -247,7 +247,8 @@ def train_epoch(job: setup.Job, par, state, progress: Progress, epoch: int, cfg,
         step, done, images = step + k, done + k, images + k * trainer["batch_size"]
         if steady is None:
             jax.block_until_ready(metrics)
-            steady, first_call_s = (time.perf_counter(), images), time.perf_counter() - started
+            steady = (time.perf_counter(), images)
+            first_call_s = steady[0] - started
         bar.update(k)
         if job.variants is None and (done % 10 < k or done == total):  # reading a value waits for the device
             means = job.running.means(sums, epoch=epoch)  # a non-finite loss stops a single run here
